@@ -1,0 +1,171 @@
+"""The relational schema: SQL is the truth, everything else (vectors) is derived.
+
+- ``documents`` is the ingest log: one row per document, ``seq`` its position.
+- ``facts`` are versions. A version is valid from the ``seq`` of the document that
+  created it until the ``seq`` of the one that closed it (retired or rewrote it);
+  a rewrite is a new version whose ``replaces_id`` links the old one, and every
+  version of one fact shares its ``lineage_id``. "The store as of seq s" is a
+  query over these intervals, not a snapshot, which is what makes exact
+  forgetting a rollback plus a replay.
+- ``evidence`` records every document that created, reinforced, retired or
+  rewrote a version.
+- ``llm_records`` are recorded model answers keyed by the hash of the exact
+  request; ``llm_record_uses`` says which documents each answer belongs to.
+- ``retrievals`` records every query a document's ingest ran against the store and
+  the radius inside which its result was decided, so forgetting can tell which
+  later documents could have seen a difference.
+- ``embeddings`` caches vectors by model and text hash.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite needs plain INTEGER for rowid aliasing; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Settings fixed at ``kb init`` (strategy, models, seed) and store counters."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    doc_id: Mapped[str] = mapped_column(String(512), unique=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    published: Mapped[datetime | None] = mapped_column(DateTime)
+    content_hash: Mapped[str] = mapped_column(String(80))
+    text: Mapped[str] = mapped_column(Text)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    model_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+
+    document_pk: Mapped[int] = mapped_column(
+        ForeignKey("documents.pk", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(80))
+
+
+class Fact(Base):
+    __tablename__ = "facts"
+    # Ids are never reused (the vector index is keyed by them).
+    __table_args__ = (
+        Index("ix_facts_valid", "valid_until", "valid_from"),
+        Index("ix_facts_lineage", "lineage_id"),
+        Index("ix_facts_document", "document_pk"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    lineage_id: Mapped[int | None] = mapped_column(Id)
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(80))
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.pk"))
+    chunk_idx: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[int] = mapped_column(Integer)
+    valid_until: Mapped[int | None] = mapped_column(Integer)
+    closed_by_pk: Mapped[int | None] = mapped_column(ForeignKey("documents.pk"))
+    close_reason: Mapped[str | None] = mapped_column(String(16))
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("facts.id"))
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    __table_args__ = (
+        Index("ix_evidence_fact", "fact_id"),
+        Index("ix_evidence_document", "document_pk"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    fact_id: Mapped[int] = mapped_column(ForeignKey("facts.id", ondelete="CASCADE"))
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.pk", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    relation: Mapped[str] = mapped_column(String(16))
+
+
+class LLMRecord(Base):
+    __tablename__ = "llm_records"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    task: Mapped[str] = mapped_column(String(32))
+    request: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LLMRecordUse(Base):
+    """``role`` is ``ingest`` (the document's ingest asked it) or ``context`` (the
+    document's text appears in a question-time prompt)."""
+
+    __tablename__ = "llm_record_uses"
+    __table_args__ = (Index("ix_uses_document", "document_pk"),)
+
+    key: Mapped[str] = mapped_column(
+        ForeignKey("llm_records.key", ondelete="CASCADE"), primary_key=True
+    )
+    document_pk: Mapped[int] = mapped_column(
+        ForeignKey("documents.pk", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class Retrieval(Base):
+    """A query a document's ingest ran: any fact within ``radius`` (cosine) of the
+    query text's vector could have changed the result."""
+
+    __tablename__ = "retrievals"
+    __table_args__ = (Index("ix_retrievals_document", "document_pk"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.pk", ondelete="CASCADE"))
+    text_hash: Mapped[str] = mapped_column(String(80))
+    radius: Mapped[float] = mapped_column(Float)
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(80), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
