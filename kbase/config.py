@@ -1,0 +1,67 @@
+"""Settings of a knowledge base, fixed when it is created and stored in it.
+
+Everything here can change what the store derives from its documents, so it is
+written to the ``meta`` table at creation and read back on every open: replaying
+the ingest log (to forget a document) must use the settings that built it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from kbase.errors import ConfigError
+
+STRATEGIES = ("rag", "erase-paper", "kbase")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How a knowledge base turns documents into facts and answers questions."""
+
+    #: ``rag`` never edits; ``erase-paper`` is ERASE's reference call pattern;
+    #: ``kbase`` batches and scores verdicts (see docs/design.md).
+    strategy: str = "kbase"
+    embedder: str = "minilm"
+    #: LLM backend name (``llama-cpp``, ``openai``, ``vllm``) and its model.
+    llm: str = "llama-cpp"
+    llm_model: str | None = None
+    llm_url: str | None = None
+    #: Chunk size for extraction, in estimated tokens.
+    chunk_tokens: int = 350
+    #: Cosine above which a stored fact is a candidate for an edit by new text.
+    candidate_threshold: float = 0.55
+    #: At most this many candidates per chunk.
+    candidate_cap: int = 6
+    #: Cosine above which a new fact is the same as a stored one (it reinforces it).
+    duplicate_threshold: float = 0.93
+    #: Minimum probability of a verdict for an edit to be applied.
+    min_confidence: float = 0.6
+    #: Facts retrieved to answer a question.
+    answer_k: int = 8
+    #: Master seed (few-shot selection).
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}"
+            )
+        if not 0.0 <= self.candidate_threshold <= 1.0:
+            raise ConfigError("candidate threshold must be between 0 and 1")
+        if self.chunk_tokens < 32:
+            raise ConfigError("chunk size must be at least 32 tokens")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        known = {f.name for f in fields(cls)}
+        data: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in known}
+        return cls(**data)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the non-None ``changes`` applied."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

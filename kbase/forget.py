@@ -1,0 +1,200 @@
+"""Forgetting documents exactly: the store becomes what it would be had they never
+been ingested.
+
+The forgotten documents changed the store in two ways: directly (the fact
+versions they created or closed, their "delta") and through every later
+document whose ingest saw a store they had changed. A later document could
+only have seen the delta through one of its recorded retrievals (a query text and
+the radius inside which its result was decided), so the first later document
+with a delta fact inside one of its radii is the first one that may decide
+differently. Everything before it stands as it is; everything from it on is
+rolled back (versions created then are dropped, versions closed then reopened)
+and replayed in order through the same pipeline, where every request seen
+before is answered from the record and only changed requests reach the model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import delete, exists, select, text, update
+from sqlalchemy.orm import Session
+
+from kbase.reports import ForgetReport
+from kbase.store import queries
+from kbase.store.models import (
+    Chunk,
+    Document,
+    Embedding,
+    Evidence,
+    Fact,
+    LLMRecord,
+    LLMRecordUse,
+    Retrieval,
+)
+from kbase.vectors import FactVectors, bump_state
+
+if TYPE_CHECKING:
+    from kbase.kb import KnowledgeBase
+
+#: Cosines are compared with this slack, so float rounding can only add replays.
+SLACK = 1e-5
+
+
+def _current_texts(session: Session) -> Counter[str]:
+    return Counter(session.scalars(select(Fact.text).where(Fact.valid_until.is_(None))))
+
+
+def first_affected(session: Session, vectors: FactVectors, targets: list[Document]) -> int | None:
+    """The seq of the first surviving document that could have decided differently
+    without ``targets``, or None if none could."""
+    target_pks = {d.pk for d in targets}
+    seq_of = {d.pk: d.seq for d in targets}
+    delta: list[tuple[str, int]] = []  # (text hash, seq from which it differs)
+    for fact in session.scalars(select(Fact).where(Fact.document_pk.in_(target_pks))):
+        delta.append((fact.text_hash, seq_of[fact.document_pk]))
+    for fact in session.scalars(select(Fact).where(Fact.closed_by_pk.in_(target_pks))):
+        delta.append((fact.text_hash, seq_of[fact.closed_by_pk or 0]))
+    if not delta:
+        return None
+    cached = vectors.cached(session, [h for h, _ in delta])
+    rows = session.execute(
+        select(Document.seq, Retrieval.text_hash, Retrieval.radius)
+        .join(Retrieval, Retrieval.document_pk == Document.pk)
+        .where(Document.seq > min(seq_of.values()), Document.pk.notin_(target_pks))
+        .order_by(Document.seq)
+    ).all()
+    if not rows:
+        return None
+    if any(h not in cached for h, _ in delta):
+        return int(rows[0][0])  # a vector is missing: assume the worst
+    delta_vectors = np.stack([cached[h] for h, _ in delta])
+    delta_from = np.array([s for _, s in delta])
+    query_vectors = vectors.cached(session, [h for _, h, _ in rows])
+    for start in range(0, len(rows), 4096):
+        batch = rows[start : start + 4096]
+        if any(h not in query_vectors for _, h, _ in batch):
+            return int(next(s for s, h, _ in batch if h not in query_vectors))
+        queries_ = np.stack([query_vectors[h] for _, h, _ in batch])
+        sims = queries_ @ delta_vectors.T
+        radius = np.array([r for _, _, r in batch])[:, None]
+        seqs = np.array([s for s, _, _ in batch])[:, None]
+        hit = (sims >= radius - SLACK) & (delta_from[None, :] < seqs)
+        rows_hit = np.flatnonzero(hit.any(axis=1))
+        if len(rows_hit):
+            return int(batch[int(rows_hit[0])][0])
+    return None
+
+
+def _rollback_from(session: Session, cut: int) -> list[int]:
+    """Undo what documents from seq ``cut`` on derived; returns deleted fact ids."""
+    later = select(Document.pk).where(Document.seq >= cut)
+    deleted = list(session.scalars(select(Fact.id).where(Fact.valid_from >= cut)))
+    session.execute(delete(Evidence).where(Evidence.seq >= cut))
+    session.execute(delete(Fact).where(Fact.valid_from >= cut))
+    session.execute(
+        update(Fact).where(Fact.valid_until >= cut)
+        .values(valid_until=None, closed_by_pk=None, close_reason=None)
+    )
+    session.execute(delete(Retrieval).where(Retrieval.document_pk.in_(later)))
+    session.execute(delete(Chunk).where(Chunk.document_pk.in_(later)))
+    session.execute(
+        delete(LLMRecordUse).where(LLMRecordUse.document_pk.in_(later), LLMRecordUse.role == "ingest")
+    )
+    return deleted
+
+
+def _remove_own_effects(session: Session, doc: Document) -> list[int]:
+    """Undo what one forgotten document derived directly; returns deleted fact ids."""
+    deleted = list(session.scalars(select(Fact.id).where(Fact.document_pk == doc.pk)))
+    session.execute(delete(Evidence).where(Evidence.fact_id.in_(deleted)))
+    session.execute(delete(Fact).where(Fact.document_pk == doc.pk))
+    session.execute(
+        update(Fact).where(Fact.closed_by_pk == doc.pk)
+        .values(valid_until=None, closed_by_pk=None, close_reason=None)
+    )
+    return deleted
+
+
+def _drop_question_answers(session: Session, pks: list[int]) -> None:
+    """Recorded answers to questions whose prompts held text of these documents."""
+    keys = list(session.scalars(
+        select(LLMRecordUse.key).where(
+            LLMRecordUse.document_pk.in_(pks), LLMRecordUse.role == "context"
+        ).distinct()
+    ))
+    for start in range(0, len(keys), 500):
+        batch = keys[start : start + 500]
+        session.execute(delete(LLMRecordUse).where(LLMRecordUse.key.in_(batch)))
+        session.execute(delete(LLMRecord).where(LLMRecord.key.in_(batch)))
+
+
+def _collect_garbage(session: Session) -> None:
+    """Drop recorded answers no document uses and embeddings nothing refers to."""
+    session.execute(delete(LLMRecord).where(~exists().where(LLMRecordUse.key == LLMRecord.key)))
+    referenced = (
+        select(Fact.text_hash).union(select(Chunk.text_hash), select(Retrieval.text_hash))
+    ).subquery()
+    session.execute(
+        delete(Embedding).where(Embedding.text_hash.notin_(select(referenced.c[0])))
+    )
+
+
+def forget_documents(kb: KnowledgeBase, session: Session, doc_ids: list[str]) -> ForgetReport:
+    """Forget ``doc_ids`` (all replayed at once, from the earliest) in one transaction."""
+    started = time.perf_counter()
+    vectors = kb.vectors(session)
+    recorder = kb.recorder(session)
+    report = ForgetReport(forgotten=list(dict.fromkeys(doc_ids)))
+    try:
+        with session.begin():
+            targets = sorted((queries.document(session, i) for i in report.forgotten),
+                             key=lambda d: d.seq)
+            before = _current_texts(session)
+            cut = first_affected(session, vectors, targets)
+            deleted: list[int] = []
+            replay: list[Document] = []
+            touched = [d.pk for d in targets]
+            if cut is not None:
+                deleted += _rollback_from(session, cut)
+                replay = [d for d in session.scalars(
+                    select(Document).where(Document.seq >= cut).order_by(Document.seq))
+                    if d.pk not in touched]
+                touched += [d.pk for d in replay]
+            for doc in reversed(targets):
+                if cut is None or doc.seq < cut:
+                    deleted += _remove_own_effects(session, doc)
+            _drop_question_answers(session, touched)
+            for doc in targets:
+                session.delete(doc)
+            session.flush()
+            for doc in replay:
+                kb.run_pipeline(session, vectors, recorder, doc)
+            _collect_garbage(session)
+            bump_state(session)
+            after = _current_texts(session)
+    except BaseException:
+        kb.drop_vectors()
+        raise
+    vectors.index.remove(np.array(sorted(set(deleted)), dtype=np.int64))
+    with session.begin():
+        vectors.save(session)
+    kb.compact(session)
+    report.documents_replayed = len(replay)
+    report.model_calls = recorder.total.model_calls
+    report.replayed_calls = recorder.total.calls - recorder.total.model_calls
+    report.facts_removed = sum((before - after).values())
+    report.facts_restored = sum((after - before).values())
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def checkpoint_sqlite(session: Session) -> None:
+    """Fold the write-ahead log into the database and truncate it, so deleted rows
+    leave no copy there (secure_delete already zeroes them in the database file)."""
+    if session.get_bind().dialect.name == "sqlite":
+        with session.begin():
+            session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))

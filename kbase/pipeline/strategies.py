@@ -1,0 +1,178 @@
+"""How a chunk's new text edits the facts already stored.
+
+Three strategies share every other part of the pipeline:
+
+- ``rag`` never edits: new facts are only added.
+- ``erase-paper`` is ERASE's reference call pattern: one generated three-way
+  verdict (reinforce / make false / no change) per candidate, then one call per
+  rewrite.
+- ``kbase`` scores TRUE/FALSE from next-token log-probabilities, one short
+  request per candidate sharing the article as prefix (or one JSON answer for
+  the whole chunk where the backend has no log-probabilities), and generates
+  only the rewrites. Reinforcement comes from new facts that repeat stored ones.
+
+Guards common to both editing strategies: candidates are only current facts
+close to the chunk, never the chunk's own document's facts; an answer that does
+not parse or a verdict below the confidence bar changes nothing; a rewrite equal
+to the old text changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kbase import prompts
+from kbase.pipeline import edits
+from kbase.pipeline.context import DocContext
+from kbase.store.models import Fact
+from kbase.vectors import Hit
+
+Verdict = str  # "reinforce" | "false" | "keep"
+
+
+def candidates(ctx: DocContext, chunk: str, *, at_least_one: bool = False) -> list[Fact]:
+    """Current facts of other documents close to ``chunk``, best first, capped."""
+    settings = ctx.settings
+    vector = ctx.vectors.embed(ctx.session, [chunk])[0]
+    radius = settings.candidate_threshold
+    hits = [h for h in ctx.vectors.within(ctx.session, vector, radius)
+            if h.fact.document_pk != ctx.doc.pk]
+    if not hits and at_least_one:
+        # ERASE keeps at least the best match; that makes the result depend on the
+        # whole store down to the best score, which the recorded radius says.
+        nearest = ctx.vectors.nearest(ctx.session, vector, 8)
+        hits = [h for h in nearest if h.fact.document_pk != ctx.doc.pk][:1]
+        radius = min(radius, hits[0].score) if hits else -1.0
+    edits.note_retrieval(ctx, chunk, radius)
+    return [h.fact for h in hits[: settings.candidate_cap]]
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold().rstrip(".") == " ".join(b.split()).casefold().rstrip(".")
+
+
+def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> None:
+    """Ask for a rewrite of an untrue fact; rewrite it, retire it, or keep it."""
+    request = prompts.rewrite_request(chunk, fact.text, published=ctx.doc.published)
+    response = ctx.recorder.generate(request, ctx.ingest_use)
+    try:
+        data = json.loads(response.text or "")
+    except json.JSONDecodeError:
+        return  # unparseable: no change
+    if not isinstance(data, dict) or "rewrite" not in data:
+        return
+    text = data["rewrite"]
+    if text is None or (isinstance(text, str) and not text.strip()):
+        edits.retire(ctx, fact)
+        return
+    if not isinstance(text, str):
+        return
+    text = " ".join(text.split())
+    if _same_text(text, fact.text) or len(text) > 300:
+        return  # an "update" that re-emits the old text is no change
+    duplicate = _duplicate_of(ctx, text)
+    if duplicate is not None:
+        # What the fact should now say is stored already: retire, and that fact holds.
+        edits.retire(ctx, fact)
+        edits.reinforce(ctx, duplicate)
+        return
+    edits.rewrite(ctx, fact, text, chunk_idx)
+
+
+def _duplicate_of(ctx: DocContext, text: str) -> Fact | None:
+    """A current fact that says the same as ``text``, if any."""
+    vector = ctx.vectors.embed(ctx.session, [text])[0]
+    radius = ctx.settings.duplicate_threshold
+    edits.note_retrieval(ctx, text, radius)
+    hits = ctx.vectors.within(ctx.session, vector, radius)
+    return hits[0].fact if hits else None
+
+
+def add_new_facts(ctx: DocContext, chunk_idx: int, texts: Sequence[str]) -> None:
+    """Store new facts; one that repeats a current fact reinforces it instead."""
+    for text in texts:
+        duplicate = _duplicate_of(ctx, text)
+        if duplicate is None:
+            edits.create_fact(ctx, text, chunk_idx)
+        elif duplicate.document_pk != ctx.doc.pk:
+            edits.reinforce(ctx, duplicate)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    edit: Callable[[DocContext, int, str], None]
+
+
+def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
+    return None
+
+
+def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
+    for fact in candidates(ctx, chunk, at_least_one=True):
+        request = prompts.paper_verdict_request(chunk, fact.text, published=ctx.doc.published)
+        response = ctx.recorder.generate(request, ctx.ingest_use)
+        try:
+            verdict = json.loads(response.text or "").get("verdict")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if verdict == "reinforce":
+            edits.reinforce(ctx, fact)
+        elif verdict == "make_false":
+            _apply_false(ctx, fact, chunk, chunk_idx)
+
+
+def false_probability(scores: dict[str, float]) -> float | None:
+    """P(FALSE) from the two verdict log-probabilities (None if either is missing)."""
+    true, false = scores.get("TRUE"), scores.get("FALSE")
+    if true is None or false is None or not (math.isfinite(true) or math.isfinite(false)):
+        return None
+    top = max(true, false)
+    e_true, e_false = math.exp(true - top), math.exp(false - top)
+    return e_false / (e_true + e_false)
+
+
+def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[bool]:
+    out = []
+    for fact in facts:
+        request = prompts.verdict_request(chunk, fact.text, published=ctx.doc.published)
+        scores = ctx.recorder.score(request, ctx.ingest_use).scores or {}
+        p_false = false_probability(dict(scores))
+        out.append(p_false is not None and p_false >= ctx.settings.min_confidence)
+    return out
+
+
+def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[bool]:
+    request = prompts.verdicts_request(chunk, [f.text for f in facts],
+                                       published=ctx.doc.published)
+    response = ctx.recorder.generate(request, ctx.ingest_use)
+    try:
+        verdicts = json.loads(response.text or "").get("verdicts")
+    except (json.JSONDecodeError, AttributeError):
+        return [False] * len(facts)
+    if not isinstance(verdicts, list) or len(verdicts) != len(facts):
+        return [False] * len(facts)
+    return [v == "FALSE" for v in verdicts]
+
+
+def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
+    facts = candidates(ctx, chunk)
+    if not facts:
+        return
+    judge = _verdicts_scored if ctx.recorder.supports_logprobs else _verdicts_generated
+    for fact, is_false in zip(facts, judge(ctx, chunk, facts), strict=True):
+        if is_false:
+            _apply_false(ctx, fact, chunk, chunk_idx)
+
+
+STRATEGIES = {
+    "rag": Strategy("rag", _edit_nothing),
+    "erase-paper": Strategy("erase-paper", _edit_paper),
+    "kbase": Strategy("kbase", _edit_kbase),
+}
+
+
+__all__ = ["STRATEGIES", "Hit", "Strategy", "add_new_facts", "candidates"]

@@ -1,0 +1,331 @@
+"""Every prompt kbase sends, in one place, versioned.
+
+``PROMPT_VERSION`` is a hash of every template and built-in example below, and it
+is part of every recorded request: editing a prompt can never replay an answer
+recorded for the old text. Few-shot examples reach a prompt only through
+:func:`select_examples`, the one place that decides which examples are shown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from kbase.hashing import canonical_json, sha256_hex
+from kbase.llm.base import LLMRequest, Message
+
+
+@dataclass(frozen=True)
+class Example:
+    """A worked example: the user turn and the ideal assistant answer."""
+
+    task: str
+    user: str
+    assistant: str
+    id: str = ""
+
+
+SYSTEM = {
+    "extract": (
+        "You turn news text into facts for a knowledge base. Write each fact as one short, "
+        "self-contained sentence: name people and organisations in full (no pronouns), state "
+        "one thing, and describe the world as of the article's date. Keep names, roles, numbers "
+        "and dates as written. Leave out opinions and background that is not a fact."
+    ),
+    "verdict": (
+        "You keep a knowledge base true as news arrives. You are given a news article and a "
+        "stored fact. Decide whether the stored fact is still true as of the article's date, "
+        "given what the article says. A fact the article does not mention stays TRUE. Answer "
+        "FALSE only if the article shows the fact is no longer true."
+    ),
+    "verdicts": (
+        "You keep a knowledge base true as news arrives. You are given a news article and "
+        "numbered stored facts. For each fact, decide whether it is still true as of the "
+        "article's date, given what the article says. A fact the article does not mention stays "
+        "TRUE. Answer FALSE only if the article shows the fact is no longer true."
+    ),
+    "paper_verdict": (
+        "You keep a knowledge base true as news arrives. You are given a news article and a "
+        "stored fact. Say what the article does to the fact as of the article's date: "
+        "reinforce (the article states or confirms it), make_false (the article shows it is no "
+        "longer true), or no_change (the article does not bear on it)."
+    ),
+    "rewrite": (
+        "A news article has made a stored fact untrue. Rewrite the fact as one short, "
+        "self-contained sentence that is true as of the article's date according to the "
+        "article, keeping the same subject. If the article does not say what is true now, "
+        "answer null."
+    ),
+    "answer": (
+        "Answer the question from the numbered facts only, in one or two sentences. Prefer the "
+        "most recent facts when facts disagree. List the numbers of the facts you used. If the "
+        "facts do not answer the question, say that the knowledge base does not know."
+    ),
+    "choice": (
+        "Answer the multiple-choice question from the numbered facts. Prefer the most recent "
+        "facts when facts disagree. Answer with the letter of the right choice only."
+    ),
+}
+
+BUILTIN_EXAMPLES: tuple[Example, ...] = (
+    Example(
+        task="extract",
+        id="builtin-extract-1",
+        user=(
+            "Article date: 2021-06-14\nTitle: Harbor Freight Lines picks new chief\n\n"
+            "Harbor Freight Lines said on Monday that Dana Okafor will become its chief executive "
+            "in July. She replaces Tom Riis, who is retiring. The company runs 40 cargo ships."
+        ),
+        assistant=json.dumps(
+            {
+                "facts": [
+                    "Dana Okafor will become chief executive of Harbor Freight Lines in July 2021.",
+                    "Tom Riis is retiring as chief executive of Harbor Freight Lines.",
+                    "Harbor Freight Lines runs 40 cargo ships.",
+                ]
+            }
+        ),
+    ),
+    Example(
+        task="verdict",
+        id="builtin-verdict-1",
+        user=(
+            "Article (2022-02-01): Mira Santos left the Lisbon Lions on Tuesday and signed "
+            "with the Porto Sharks.\n\nStored fact: Mira Santos plays for the Lisbon Lions.\n\n"
+            "Is the stored fact still true as of 2022-02-01? Answer TRUE or FALSE."
+        ),
+        assistant="FALSE",
+    ),
+    Example(
+        task="verdict",
+        id="builtin-verdict-2",
+        user=(
+            "Article (2022-02-01): Mira Santos left the Lisbon Lions on Tuesday and signed "
+            "with the Porto Sharks.\n\nStored fact: The Lisbon Lions are based in Lisbon.\n\n"
+            "Is the stored fact still true as of 2022-02-01? Answer TRUE or FALSE."
+        ),
+        assistant="TRUE",
+    ),
+    Example(
+        task="rewrite",
+        id="builtin-rewrite-1",
+        user=(
+            "Article (2022-02-01): Mira Santos left the Lisbon Lions on Tuesday and signed "
+            "with the Porto Sharks.\n\nUntrue fact: Mira Santos plays for the Lisbon Lions."
+        ),
+        assistant=json.dumps({"rewrite": "Mira Santos plays for the Porto Sharks."}),
+    ),
+)
+
+PROMPT_VERSION = "p-" + sha256_hex(
+    canonical_json(
+        {
+            "system": SYSTEM,
+            "examples": [[e.task, e.id, e.user, e.assistant] for e in BUILTIN_EXAMPLES],
+        }
+    )
+)[:16]
+
+FACTS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 5, "maxLength": 300},
+            "maxItems": 12,
+        }
+    },
+    "required": ["facts"],
+    "additionalProperties": False,
+}
+
+REWRITE_SCHEMA = {
+    "type": "object",
+    "properties": {"rewrite": {"anyOf": [{"type": "string", "maxLength": 300}, {"type": "null"}]}},
+    "required": ["rewrite"],
+    "additionalProperties": False,
+}
+
+PAPER_VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"verdict": {"type": "string", "enum": ["reinforce", "make_false", "no_change"]}},
+    "required": ["verdict"],
+    "additionalProperties": False,
+}
+
+VERDICT_CHOICES = ("TRUE", "FALSE")
+
+
+def select_examples(task: str) -> list[Example]:
+    """The few-shot examples shown in prompts of ``task``."""
+    return [e for e in BUILTIN_EXAMPLES if e.task == task]
+
+
+def date_label(published: datetime | None) -> str:
+    return published.date().isoformat() if published else "date not given"
+
+
+def _messages(task: str, user: str, *, examples_task: str | None = None) -> tuple[Message, ...]:
+    turns = [Message("system", SYSTEM[task])]
+    for example in select_examples(examples_task or task):
+        turns += [Message("user", example.user), Message("assistant", example.assistant)]
+    turns.append(Message("user", user))
+    return tuple(turns)
+
+
+def extract_request(chunk: str, *, title: str | None, published: datetime | None,
+                    attempt: int = 0) -> LLMRequest:
+    """Ask for the facts of one chunk, as a JSON list of sentences."""
+    header = f"Article date: {date_label(published)}\nTitle: {title or '(none)'}"
+    user = f"{header}\n\n{chunk}"
+    if attempt:
+        # A retry must be a different request, or the record would replay the failure.
+        user += f"\n\n(Attempt {attempt + 1}: answer with valid JSON facts only.)"
+    return LLMRequest(
+        task="extract",
+        messages=_messages("extract", user),
+        prompt_version=PROMPT_VERSION,
+        schema=FACTS_SCHEMA,
+        max_tokens=512,
+        fields={"chunk": chunk, "title": title, "published": date_label(published)},
+    )
+
+
+def _article(chunk: str, published: datetime | None) -> str:
+    return f"Article ({date_label(published)}): {chunk}"
+
+
+def verdict_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
+    """Score TRUE/FALSE for one stored fact; the article comes first so that the
+    requests of one chunk share their prefix in the backend's cache."""
+    when = date_label(published)
+    user = (
+        f"{_article(chunk, published)}\n\nStored fact: {fact}\n\n"
+        f"Is the stored fact still true as of {when}? Answer TRUE or FALSE."
+    )
+    return LLMRequest(
+        task="verdict",
+        messages=_messages("verdict", user),
+        prompt_version=PROMPT_VERSION,
+        choices=VERDICT_CHOICES,
+        max_tokens=1,
+        fields={"chunk": chunk, "fact": fact, "published": when},
+    )
+
+
+def verdicts_request(chunk: str, facts: Sequence[str], *,
+                     published: datetime | None) -> LLMRequest:
+    """All verdicts of one chunk in one generated JSON answer (for backends
+    without log-probabilities)."""
+    when = date_label(published)
+    numbered = "\n".join(f"{i}. {fact}" for i, fact in enumerate(facts, 1))
+    user = (
+        f"{_article(chunk, published)}\n\nStored facts:\n{numbered}\n\n"
+        f"For each stored fact in order, is it still true as of {when}? "
+        "Answer with a JSON list of TRUE or FALSE."
+    )
+    schema = {
+        "type": "object",
+        "properties": {
+            "verdicts": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(VERDICT_CHOICES)},
+                "minItems": len(facts),
+                "maxItems": len(facts),
+            }
+        },
+        "required": ["verdicts"],
+        "additionalProperties": False,
+    }
+    return LLMRequest(
+        task="verdicts",
+        messages=_messages("verdicts", user, examples_task="none"),
+        prompt_version=PROMPT_VERSION,
+        schema=schema,
+        max_tokens=8 * len(facts) + 16,
+        fields={"chunk": chunk, "facts": list(facts), "published": when},
+    )
+
+
+def paper_verdict_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
+    """ERASE's reference pattern: one generated three-way verdict per stored fact."""
+    when = date_label(published)
+    user = (
+        f"{_article(chunk, published)}\n\nStored fact: {fact}\n\n"
+        f"As of {when}, what does the article do to the stored fact?"
+    )
+    return LLMRequest(
+        task="paper_verdict",
+        messages=_messages("paper_verdict", user),
+        prompt_version=PROMPT_VERSION,
+        schema=PAPER_VERDICT_SCHEMA,
+        max_tokens=24,
+        fields={"chunk": chunk, "fact": fact, "published": when},
+    )
+
+
+def rewrite_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
+    """Ask for a version of an untrue fact that is true now, or null."""
+    user = f"{_article(chunk, published)}\n\nUntrue fact: {fact}"
+    return LLMRequest(
+        task="rewrite",
+        messages=_messages("rewrite", user),
+        prompt_version=PROMPT_VERSION,
+        schema=REWRITE_SCHEMA,
+        max_tokens=96,
+        fields={"chunk": chunk, "fact": fact, "published": date_label(published)},
+    )
+
+
+def _numbered_facts(facts: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(f"[{i}] ({when}) {text}" for i, (when, text) in enumerate(facts, 1))
+
+
+def answer_request(question: str, facts: Sequence[tuple[str, str]], *,
+                   as_of: str | None = None) -> LLMRequest:
+    """Answer ``question`` from numbered ``(date, text)`` facts, citing their numbers."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string", "maxLength": 600},
+            "citations": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": max(1, len(facts))},
+                "maxItems": len(facts),
+            },
+        },
+        "required": ["answer", "citations"],
+        "additionalProperties": False,
+    }
+    when = f"Today is {as_of}.\n" if as_of else ""
+    user = f"{when}Facts:\n{_numbered_facts(facts)}\n\nQuestion: {question}"
+    return LLMRequest(
+        task="answer",
+        messages=(Message("system", SYSTEM["answer"]), Message("user", user)),
+        prompt_version=PROMPT_VERSION,
+        schema=schema,
+        max_tokens=200,
+        fields={"question": question, "facts": [t for _, t in facts]},
+    )
+
+
+def choice_request(question: str, choices: Sequence[str], facts: Sequence[tuple[str, str]],
+                   *, as_of: str | None = None) -> LLMRequest:
+    """Score the letters of a multiple-choice question (used by the benchmark)."""
+    letters = tuple("ABCDEFGH"[: len(choices)])
+    listed = "\n".join(f"{letter}) {choice}" for letter, choice in zip(letters, choices, strict=True))
+    when = f"Today is {as_of}.\n" if as_of else ""
+    user = (
+        f"{when}Facts:\n{_numbered_facts(facts)}\n\nQuestion: {question}\n{listed}\n"
+        "Answer with the letter only."
+    )
+    return LLMRequest(
+        task="choice",
+        messages=(Message("system", SYSTEM["choice"]), Message("user", user)),
+        prompt_version=PROMPT_VERSION,
+        choices=letters,
+        max_tokens=1,
+        fields={"question": question, "choices": list(choices), "facts": [t for _, t in facts]},
+    )

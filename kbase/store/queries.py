@@ -1,0 +1,138 @@
+"""Read-only questions about the store (documents, facts, history, totals)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from kbase.errors import DocumentError, NotFoundError
+from kbase.store.models import Document, Evidence, Fact, LLMRecord
+
+
+def document(session: Session, doc_id: str) -> Document:
+    doc = session.scalar(select(Document).where(Document.doc_id == doc_id))
+    if doc is None:
+        raise DocumentError(f"no document with id {doc_id!r}: list them with `kb docs list`")
+    return doc
+
+
+def next_seq(session: Session) -> int:
+    return int(session.scalar(select(func.max(Document.seq))) or 0) + 1
+
+
+def seq_as_of(session: Session, when: date) -> int:
+    """The seq after which the store stood as of ``when``: that of the last document
+    published on or before it (undated documents count from their ingest time)."""
+    end = datetime.combine(when, time.max)
+    moment = func.coalesce(Document.published, Document.ingested_at)
+    return int(session.scalar(select(func.max(Document.seq)).where(moment <= end)) or 0)
+
+
+def documents_by_pk(session: Session, pks: set[int]) -> dict[int, Document]:
+    if not pks:
+        return {}
+    return {d.pk: d for d in session.scalars(select(Document).where(Document.pk.in_(pks)))}
+
+
+def lineage_documents(session: Session, fact: Fact) -> set[int]:
+    """Documents whose text went into ``fact``: its creator and every earlier version's."""
+    rows = session.execute(
+        select(Fact.document_pk).where(Fact.lineage_id == fact.lineage_id, Fact.id <= fact.id)
+    )
+    return {pk for (pk,) in rows} | {fact.document_pk}
+
+
+def document_edits(session: Session, doc: Document) -> list[dict[str, Any]]:
+    """Every fact the document created, reinforced, retired or rewrote."""
+    rows = session.execute(
+        select(Evidence.relation, Fact.id, Fact.text)
+        .join(Fact, Fact.id == Evidence.fact_id)
+        .where(Evidence.document_pk == doc.pk)
+        .order_by(Evidence.id)
+    )
+    return [{"relation": r, "fact_id": i, "text": t} for r, i, t in rows]
+
+
+def history(session: Session, fact_id: int) -> list[dict[str, Any]]:
+    """Every version of the fact ``fact_id`` belongs to, oldest first, with evidence."""
+    fact = session.get(Fact, fact_id)
+    if fact is None:
+        raise NotFoundError(f"no fact with id {fact_id}: find ids with `kb facts list` or `kb search`")
+    versions = list(session.scalars(
+        select(Fact).where(Fact.lineage_id == fact.lineage_id).order_by(Fact.valid_from, Fact.id)
+    ))
+    docs = documents_by_pk(session, {v.document_pk for v in versions}
+                           | {v.closed_by_pk for v in versions if v.closed_by_pk})
+    out = []
+    for v in versions:
+        evidence = session.execute(
+            select(Evidence.relation, Document.doc_id, Document.published)
+            .join(Document, Document.pk == Evidence.document_pk)
+            .where(Evidence.fact_id == v.id).order_by(Evidence.seq, Evidence.id)
+        )
+        closed = docs.get(v.closed_by_pk) if v.closed_by_pk else None
+        out.append({
+            "id": v.id,
+            "text": v.text,
+            "current": v.valid_until is None,
+            "valid_from": _dated(docs[v.document_pk]),
+            "valid_until": _dated(closed) if closed else None,
+            "created_by": docs[v.document_pk].doc_id,
+            "closed_by": closed.doc_id if closed else None,
+            "close_reason": v.close_reason,
+            "replaces": v.replaces_id,
+            "evidence": [{"relation": r, "doc_id": d, "published": p.date().isoformat() if p else None}
+                         for r, d, p in evidence],
+        })
+    return out
+
+
+def _dated(doc: Document) -> dict[str, Any]:
+    return {"seq": doc.seq, "doc_id": doc.doc_id,
+            "published": doc.published.date().isoformat() if doc.published else None}
+
+
+def facts(session: Session, *, include_closed: bool = False, limit: int | None = None,
+          doc_id: str | None = None) -> list[dict[str, Any]]:
+    query = select(Fact, Document.doc_id).join(Document, Document.pk == Fact.document_pk)
+    if not include_closed:
+        query = query.where(Fact.valid_until.is_(None))
+    if doc_id is not None:
+        query = query.where(Document.doc_id == doc_id)
+    query = query.order_by(Fact.id)
+    if limit:
+        query = query.limit(limit)
+    return [{"id": f.id, "text": f.text, "doc_id": d, "current": f.valid_until is None,
+             "close_reason": f.close_reason} for f, d in session.execute(query)]
+
+
+def stats(session: Session) -> dict[str, Any]:
+    count = func.count()
+    docs = session.execute(select(
+        count, func.coalesce(func.sum(Document.llm_calls), 0),
+        func.coalesce(func.sum(Document.prompt_tokens), 0),
+        func.coalesce(func.sum(Document.cached_tokens), 0),
+        func.coalesce(func.sum(Document.completion_tokens), 0),
+        func.coalesce(func.sum(Document.model_seconds), 0.0),
+    )).one()
+    current = session.scalar(select(count).select_from(Fact).where(Fact.valid_until.is_(None)))
+    closed = session.scalar(select(count).select_from(Fact).where(
+        or_(Fact.close_reason == "retired", Fact.close_reason == "rewritten")))
+    records = session.execute(select(count, func.coalesce(func.sum(LLMRecord.prompt_tokens), 0),
+                                     func.coalesce(func.sum(LLMRecord.completion_tokens), 0))).one()
+    return {
+        "documents": docs[0],
+        "facts_current": current,
+        "facts_closed": closed,
+        "ingest_llm_calls": docs[1],
+        "ingest_prompt_tokens": docs[2],
+        "ingest_cached_tokens": docs[3],
+        "ingest_completion_tokens": docs[4],
+        "ingest_model_seconds": round(float(docs[5]), 2),
+        "recorded_answers": records[0],
+        "recorded_prompt_tokens": records[1],
+        "recorded_completion_tokens": records[2],
+    }
