@@ -44,10 +44,14 @@ ProgressFn = Callable[[dict[str, Any]], None]
 def model_id_for(settings: Settings) -> str:
     """The identity of the configured LLM, known without loading it."""
     if settings.llm == "llama-cpp":
-        return Path(settings.llm_model).stem.lower() if settings.llm_model else DEFAULT_LLAMA_MODEL_ID
-    if not settings.llm_model:
-        raise ConfigError(f"the {settings.llm} backend needs a model name: pass --model NAME")
-    return settings.llm_model
+        return (
+            Path(settings.llm_model).stem.lower() if settings.llm_model else DEFAULT_LLAMA_MODEL_ID
+        )
+    if settings.llm in ("openai", "vllm"):
+        if not settings.llm_model:
+            raise ConfigError(f"the {settings.llm} backend needs a model name: pass --model NAME")
+        return settings.llm_model
+    return settings.llm_model or settings.llm
 
 
 def _backend_factory(settings: Settings) -> Callable[[], LLMBackend]:
@@ -61,7 +65,7 @@ def _backend_factory(settings: Settings) -> Callable[[], LLMBackend]:
             if not settings.llm_url:
                 raise ConfigError("the openai backend needs a server URL: pass --llm-url URL")
             options.update(base_url=settings.llm_url, model=settings.llm_model)
-        elif settings.llm == "vllm":
+        elif settings.llm_model:
             options["model"] = settings.llm_model
         return get_backend(settings.llm, **options)
 
@@ -71,14 +75,23 @@ def _backend_factory(settings: Settings) -> Callable[[], LLMBackend]:
 class KnowledgeBase:
     """Ingest, ask, search, forget; see the CLI for the user-facing verbs."""
 
-    def __init__(self, folder: Path, engine: Engine, settings: Settings, *,
-                 embedder: Embedder, backend: Callable[[], LLMBackend]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        engine: Engine,
+        settings: Settings,
+        *,
+        embedder: Embedder,
+        backend: Callable[[], LLMBackend],
+    ) -> None:
         self.folder = folder
         self.engine = engine
         self.settings = settings
         self.embedder = embedder
         self._backend_factory = backend
         self._backend: LLMBackend | None = None
+        #: A backend made from the settings is ours to close; one passed in is the caller's.
+        self.owns_backend = True
         self._vectors: FactVectors | None = None
 
     # -- opening ----------------------------------------------------------------------
@@ -107,10 +120,14 @@ class KnowledgeBase:
         url = database_url or config.get("database_url") or os.environ.get("KBASE_DATABASE_URL")
         exists = config_path.exists() or (path / "kbase.db").exists()
         if not exists and not create:
-            raise StoreError(f"no knowledge base at {path}: create one with `kb init` or `kb ingest`")
+            raise StoreError(
+                f"no knowledge base at {path}: create one with `kb init` or `kb ingest`"
+            )
         path.mkdir(parents=True, exist_ok=True)
         if not config_path.exists():
-            config_path.write_text(json.dumps({"database_url": database_url} if database_url else {}))
+            config_path.write_text(
+                json.dumps({"database_url": database_url} if database_url else {})
+            )
         engine = open_engine(url or sqlite_url(path))
         with Session(engine) as session, session.begin():
             row = session.get(Meta, "settings")
@@ -121,13 +138,14 @@ class KnowledgeBase:
                 stored = Settings.from_json(row.value)
         active = stored.with_overrides(**(overrides or {}))
         chosen = embedder or get_embedder(active.embedder)
-        return cls(path, engine, active, embedder=chosen,
-                   backend=backend or _backend_factory(active))
+        kb = cls(path, engine, active, embedder=chosen, backend=backend or _backend_factory(active))
+        kb.owns_backend = backend is None
+        return kb
 
     def close(self) -> None:
-        if self._backend is not None:
+        if self._backend is not None and self.owns_backend:
             self._backend.close()
-            self._backend = None
+        self._backend = None
         self.engine.dispose()
 
     def __enter__(self) -> KnowledgeBase:
@@ -163,8 +181,13 @@ class KnowledgeBase:
         return self._vectors
 
     # -- ingest -----------------------------------------------------------------------
-    def ingest(self, sources: Iterable[SourceDocument], *, replace: bool = False,
-               progress: ProgressFn | None = None) -> IngestReport:
+    def ingest(
+        self,
+        sources: Iterable[SourceDocument],
+        *,
+        replace: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> IngestReport:
         """Store documents in order, each in its own transaction: a failure leaves
         every earlier document stored and the failing one not at all."""
         report = IngestReport()
@@ -173,7 +196,9 @@ class KnowledgeBase:
             vectors = self.vectors(session)
             recorder = self.recorder(session)
             if progress is not None:
-                recorder.on_call = lambda _r, _f: progress(self._progress(report, recorder, started))
+                recorder.on_call = lambda _r, _f: progress(
+                    self._progress(report, recorder, started)
+                )
             try:
                 for source in sources:
                     self._ingest_one(session, vectors, recorder, source, replace, report)
@@ -184,7 +209,10 @@ class KnowledgeBase:
                     vectors.save(session)
                 total = recorder.total
                 report.llm_calls, report.model_calls = total.calls, total.model_calls
-                report.prompt_tokens, report.cached_tokens = total.prompt_tokens, total.cached_tokens
+                report.prompt_tokens, report.cached_tokens = (
+                    total.prompt_tokens,
+                    total.cached_tokens,
+                )
                 report.completion_tokens = total.completion_tokens
                 report.model_seconds = round(total.seconds, 3)
                 report.seconds = round(time.perf_counter() - started, 3)
@@ -201,8 +229,15 @@ class KnowledgeBase:
             "tokens_per_second": round(total.computed_tokens / elapsed, 1),
         }
 
-    def _ingest_one(self, session: Session, vectors: FactVectors, recorder: Recorder,
-                    source: SourceDocument, replace: bool, report: IngestReport) -> None:
+    def _ingest_one(
+        self,
+        session: Session,
+        vectors: FactVectors,
+        recorder: Recorder,
+        source: SourceDocument,
+        replace: bool,
+        report: IngestReport,
+    ) -> None:
         with session.begin():
             existing = session.scalar(
                 select(Document.content_hash).where(Document.doc_id == source.doc_id)
@@ -224,9 +259,14 @@ class KnowledgeBase:
         try:
             with session.begin():
                 doc = Document(
-                    doc_id=source.doc_id, seq=queries.next_seq(session), source=source.source,
-                    url=source.url, title=source.title, published=source.published,
-                    content_hash=source.content_hash, text=source.text,
+                    doc_id=source.doc_id,
+                    seq=queries.next_seq(session),
+                    source=source.source,
+                    url=source.url,
+                    title=source.title,
+                    published=source.published,
+                    content_hash=source.content_hash,
+                    text=source.text,
                     ingested_at=datetime.now(UTC).replace(tzinfo=None),
                 )
                 session.add(doc)
@@ -239,13 +279,20 @@ class KnowledgeBase:
             raise
         report.stored.append(ctx.report)
 
-    def run_pipeline(self, session: Session, vectors: FactVectors, recorder: Recorder,
-                     doc: Document) -> DocContext:
+    def run_pipeline(
+        self, session: Session, vectors: FactVectors, recorder: Recorder, doc: Document
+    ) -> DocContext:
         """Run the pipeline for a stored document (first ingest or replay) and record
         its accounting on the document."""
         recorder.stats = CallStats()
-        ctx = DocContext(session=session, settings=self.settings, recorder=recorder,
-                         vectors=vectors, doc=doc, report=DocReport(doc.doc_id, doc.seq))
+        ctx = DocContext(
+            session=session,
+            settings=self.settings,
+            recorder=recorder,
+            vectors=vectors,
+            doc=doc,
+            report=DocReport(doc.doc_id, doc.seq),
+        )
         try:
             process_document(ctx)
         except BaseException:
@@ -274,11 +321,20 @@ class KnowledgeBase:
         out = []
         for hit in hits:
             d = docs[hit.fact.document_pk]
-            out.append(FactHit(hit.fact.id, hit.fact.text, d.doc_id, hit.score,
-                               Citation.of(d.doc_id, d.title, d.url, d.published)))
+            out.append(
+                FactHit(
+                    hit.fact.id,
+                    hit.fact.text,
+                    d.doc_id,
+                    hit.score,
+                    Citation.of(d.doc_id, d.title, d.url, d.published),
+                )
+            )
         return out
 
-    def search(self, query: str, *, k: int | None = None, as_of: date | None = None) -> list[FactHit]:
+    def search(
+        self, query: str, *, k: int | None = None, as_of: date | None = None
+    ) -> list[FactHit]:
         """The facts nearest ``query`` (current ones, or those valid ``as_of``)."""
         with self.session() as session:
             hits = self._retrieve(session, query, k or self.settings.answer_k, as_of)
@@ -294,10 +350,13 @@ class KnowledgeBase:
             with session.begin():
                 facts = self._fact_hits(session, hits)
                 listed = [(f.citation.published or "undated", f.text) for f in facts]
-                request = prompts.answer_request(question, listed,
-                                                 as_of=as_of.isoformat() if as_of else None)
+                request = prompts.answer_request(
+                    question, listed, as_of=as_of.isoformat() if as_of else None
+                )
                 uses = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
-                response = self.recorder(session).generate(request, [(pk, "context") for pk in uses])
+                response = self.recorder(session).generate(
+                    request, [(pk, "context") for pk in uses]
+                )
                 text, numbers = _parse_answer(response.text, len(facts))
             citations: list[Citation] = []
             for n in numbers:
@@ -305,6 +364,25 @@ class KnowledgeBase:
                 if c not in citations:
                     citations.append(c)
             return Answer(text, citations, facts)
+
+    def choose(
+        self, question: str, choices: list[str], *, k: int | None = None, as_of: date | None = None
+    ) -> int:
+        """Index of the choice the LLM scores highest given the retrieved facts
+        (multiple-choice questions, as in the benchmarks)."""
+        with self.session() as session:
+            hits = self._retrieve(session, question, k or self.settings.answer_k, as_of)
+            with session.begin():
+                facts = self._fact_hits(session, hits)
+                listed = [(f.citation.published or "undated", f.text) for f in facts]
+                request = prompts.choice_request(
+                    question, choices, listed, as_of=as_of.isoformat() if as_of else None
+                )
+                uses = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
+                scores = self.recorder(session).score(request, [(pk, "context") for pk in uses])
+            letters = request.choices or ()
+            ranked = dict(scores.scores or {})
+            return max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
 
     # -- forgetting -------------------------------------------------------------------
     def forget(self, doc_ids: list[str]) -> ForgetReport:

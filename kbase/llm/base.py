@@ -118,5 +118,5 @@ class LLMBackend(ABC):
         """Answer several independent requests; backends that batch override this."""
         return [self.generate(r) for r in requests]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release the model (idempotent)."""
