@@ -36,58 +36,120 @@ def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None)
 class Options:
     """Global options, resolved into a knowledge base on demand."""
 
-    def __init__(self, kb: str | None, db: str | None, llm: str | None, llm_url: str | None,
-                 model: str | None) -> None:
+    def __init__(
+        self,
+        kb: str | None,
+        db: str | None,
+        llm: str | None,
+        llm_url: str | None,
+        model: str | None,
+    ) -> None:
         self.kb, self.db = kb, db
         self.overrides = {"llm": llm, "llm_url": llm_url, "llm_model": model}
 
     def open(self, *, create: bool = False) -> KnowledgeBase:
         from kbase.kb import KnowledgeBase
 
-        return KnowledgeBase.open(self.kb, database_url=self.db, create=create,
-                                  overrides=self.overrides)
+        return KnowledgeBase.open(
+            self.kb, database_url=self.db, create=create, overrides=self.overrides
+        )
 
 
 pass_options = click.make_pass_decorator(Options)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-k_option = click.option("--k", "k", type=click.IntRange(1, 100), default=None,
-                        help="How many facts to retrieve (default: the knowledge base's setting).")
-as_of_option = click.option("--as-of", "as_of", callback=_parse_date, default=None,
-                            metavar="YYYY-MM-DD",
-                            help="Use the knowledge base as it stood on that date.")
+k_option = click.option(
+    "--k",
+    "k",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="How many facts to retrieve (default: the knowledge base's setting).",
+)
+as_of_option = click.option(
+    "--as-of",
+    "as_of",
+    callback=_parse_date,
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Use the knowledge base as it stood on that date.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--kb", envvar="KBASE_HOME", metavar="PATH",
-              help="Knowledge-base folder (default: $KBASE_HOME, else a per-user folder).")
-@click.option("--db", envvar="KBASE_DATABASE_URL", metavar="URL",
-              help="Database URL (postgresql://...); default: SQLite inside the folder.")
-@click.option("--llm", type=click.Choice(["llama-cpp", "openai", "vllm"]), default=None,
-              help="LLM backend for this command (default: the knowledge base's).")
-@click.option("--llm-url", metavar="URL", default=None,
-              help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--model", metavar="NAME", default=None,
-              help="Model name (openai, vllm) or GGUF path (llama-cpp).")
+@click.option(
+    "--kb",
+    envvar="KBASE_HOME",
+    metavar="PATH",
+    help="Knowledge-base folder (default: $KBASE_HOME, else a per-user folder).",
+)
+@click.option(
+    "--db",
+    envvar="KBASE_DATABASE_URL",
+    metavar="URL",
+    help="Database URL (postgresql://...); default: SQLite inside the folder.",
+)
+@click.option(
+    "--llm",
+    type=click.Choice(["llama-cpp", "openai", "vllm"]),
+    default=None,
+    help="LLM backend for this command (default: the knowledge base's).",
+)
+@click.option(
+    "--llm-url",
+    metavar="URL",
+    default=None,
+    help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.",
+)
+@click.option(
+    "--model",
+    metavar="NAME",
+    default=None,
+    help="Model name (openai, vllm) or GGUF path (llama-cpp).",
+)
 @click.version_option(package_name="kbase")
 @click.pass_context
-def cli(ctx: click.Context, kb: str | None, db: str | None, llm: str | None,
-        llm_url: str | None, model: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    kb: str | None,
+    db: str | None,
+    llm: str | None,
+    llm_url: str | None,
+    model: str | None,
+) -> None:
     """kbase: a knowledge base that edits itself as news arrives and forgets exactly."""
     ctx.obj = Options(kb, db, llm, llm_url, model)
 
 
 @cli.command()
-@click.option("--strategy", type=click.Choice(["kbase", "erase-paper", "rag"]), default="kbase",
-              show_default=True, help="How new documents edit stored facts.")
-@click.option("--embedder", type=click.Choice(["minilm", "fake"]), default="minilm",
-              show_default=True, help="Embedding model.")
-@click.option("--chunk-tokens", type=click.IntRange(32, 4096), default=None,
-              help="Chunk size in estimated tokens.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Cosine above which a stored fact is a candidate for an edit.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["kbase", "erase-paper", "rag"]),
+    default="kbase",
+    show_default=True,
+    help="How new documents edit stored facts.",
+)
+@click.option(
+    "--embedder",
+    type=click.Choice(["minilm", "fake"]),
+    default="minilm",
+    show_default=True,
+    help="Embedding model.",
+)
+@click.option(
+    "--chunk-tokens",
+    type=click.IntRange(32, 4096),
+    default=None,
+    help="Chunk size in estimated tokens.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Cosine above which a stored fact is a candidate for an edit.",
+)
 @pass_options
-def init(opts: Options, strategy: str, embedder: str, chunk_tokens: int | None,
-         threshold: float | None) -> None:
+def init(
+    opts: Options, strategy: str, embedder: str, chunk_tokens: int | None, threshold: float | None
+) -> None:
     """Create a knowledge base with fixed settings (ingest creates one with defaults)."""
     from kbase.config import Settings
     from kbase.kb import KnowledgeBase
@@ -97,24 +159,30 @@ def init(opts: Options, strategy: str, embedder: str, chunk_tokens: int | None,
     if (folder / "kbase.json").exists():
         raise click.ClickException(f"a knowledge base exists at {folder}: use another --kb")
     settings = Settings(strategy=strategy, embedder=embedder).with_overrides(
-        chunk_tokens=chunk_tokens, candidate_threshold=threshold, **opts.overrides)
+        chunk_tokens=chunk_tokens, candidate_threshold=threshold, **opts.overrides
+    )
     with KnowledgeBase.open(folder, database_url=opts.db, settings=settings):
         pass
     click.echo(f"Created a knowledge base at {folder} (strategy {strategy}).")
 
 
 class _Progress:
-    """One status line on stderr, rewritten in place on a terminal."""
+    """A status line on stderr: rewritten in place on a terminal, else one line per
+    document."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.enabled = total, enabled
         self.tty = sys.stderr.isatty()
+        self.last_documents = -1
 
     def __call__(self, state: dict[str, Any]) -> None:
-        if not self.enabled:
+        if not self.enabled or (not self.tty and state["documents"] == self.last_documents):
             return
-        line = (f"documents {state['documents']}/{self.total} · facts {state['facts']} · "
-                f"LLM calls {state['llm_calls']} · {state['tokens_per_second']} tokens/s")
+        self.last_documents = state["documents"]
+        line = (
+            f"documents {state['documents']}/{self.total} · facts {state['facts']} · "
+            f"LLM calls {state['llm_calls']} · {state['tokens_per_second']} tokens/s"
+        )
         click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
 
     def done(self) -> None:
@@ -126,17 +194,34 @@ class _Progress:
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--id", "doc_id", default=None, help="Document id (a source with one document only).")
 @click.option("--replace", is_flag=True, help="Replace a stored document that has the same id.")
-@click.option("--max-bytes", type=click.IntRange(1), default=None,
-              help="Largest file or download accepted (default 20 MiB).")
-@click.option("--timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
-              help="Seconds to wait for a URL.")
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    default=None,
+    help="Largest file or download accepted (default 20 MiB).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=20.0,
+    show_default=True,
+    help="Seconds to wait for a URL.",
+)
 @click.option("--skip-bad", is_flag=True, help="Skip bad JSONL lines instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @json_option
 @pass_options
-def ingest(opts: Options, sources: tuple[str, ...], doc_id: str | None, replace: bool,
-           max_bytes: int | None, timeout: float, skip_bad: bool, quiet: bool,
-           as_json: bool) -> None:
+def ingest(
+    opts: Options,
+    sources: tuple[str, ...],
+    doc_id: str | None,
+    replace: bool,
+    max_bytes: int | None,
+    timeout: float,
+    skip_bad: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Add documents: feeds (RSS, Atom, RDF), JSONL, text, Markdown or HTML files,
     folders, http(s) URLs, or - for stdin."""
     from kbase.sources import read_source
@@ -146,8 +231,13 @@ def ingest(opts: Options, sources: tuple[str, ...], doc_id: str | None, replace:
         raise click.ClickException("--id needs exactly one source")
     documents = []
     for spec in sources:  # read and check every source before storing anything
-        documents += read_source(spec, doc_id=doc_id, max_bytes=max_bytes or DEFAULT_MAX_BYTES,
-                                 timeout=timeout, skip_bad=skip_bad)
+        documents += read_source(
+            spec,
+            doc_id=doc_id,
+            max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+            timeout=timeout,
+            skip_bad=skip_bad,
+        )
     progress = _Progress(len(documents), enabled=not (quiet or as_json))
     with opts.open(create=True) as kb:
         try:
@@ -160,9 +250,11 @@ def ingest(opts: Options, sources: tuple[str, ...], doc_id: str | None, replace:
     if quiet:
         return
     for doc in report.stored:
-        click.echo(f"  {doc.doc_id}: {doc.facts_created} facts created, "
-                   f"{doc.facts_reinforced} reinforced, {doc.facts_retired} retired, "
-                   f"{doc.facts_rewritten} rewritten")
+        click.echo(
+            f"  {doc.doc_id}: {doc.facts_created} facts created, "
+            f"{doc.facts_reinforced} reinforced, {doc.facts_retired} retired, "
+            f"{doc.facts_rewritten} rewritten"
+        )
         for warning in doc.warnings:
             click.echo(f"  warning: {warning}", err=True)
     for unchanged in report.unchanged:
@@ -179,9 +271,10 @@ def _print_hits(hits: list[FactHit]) -> None:
     for i, hit in enumerate(hits, 1):
         c = hit.citation
         click.echo(f"[{i}] {hit.text}")
-        click.echo(f"    fact {hit.id} · {c.doc_id} · {c.title or '(untitled)'} · "
-                   f"{c.published or 'undated'} · score {hit.score:.3f}"
-                   + (f" · {c.url}" if c.url else ""))
+        click.echo(
+            f"    fact {hit.id} · {c.doc_id} · {c.title or '(untitled)'} · "
+            f"{c.published or 'undated'} · score {hit.score:.3f}" + (f" · {c.url}" if c.url else "")
+        )
 
 
 def _print_answer(answer: Answer) -> None:
@@ -236,11 +329,19 @@ def docs() -> None:
 
 
 def _doc_summary(d: Any) -> dict[str, Any]:
-    return {"doc_id": d.doc_id, "seq": d.seq, "title": d.title, "url": d.url,
-            "published": d.published.date().isoformat() if d.published else None,
-            "source": d.source, "llm_calls": d.llm_calls, "prompt_tokens": d.prompt_tokens,
-            "cached_tokens": d.cached_tokens, "completion_tokens": d.completion_tokens,
-            "model_seconds": round(d.model_seconds, 3)}
+    return {
+        "doc_id": d.doc_id,
+        "seq": d.seq,
+        "title": d.title,
+        "url": d.url,
+        "published": d.published.date().isoformat() if d.published else None,
+        "source": d.source,
+        "llm_calls": d.llm_calls,
+        "prompt_tokens": d.prompt_tokens,
+        "cached_tokens": d.cached_tokens,
+        "completion_tokens": d.completion_tokens,
+        "model_seconds": round(d.model_seconds, 3),
+    }
 
 
 @docs.command("list")
@@ -253,16 +354,19 @@ def docs_list(opts: Options, as_json: bool) -> None:
     from kbase.store.models import Document
 
     with opts.open() as kb:
-        rows = kb.read(lambda s: [_doc_summary(d) for d in
-                                  s.scalars(select(Document).order_by(Document.seq))])
+        rows = kb.read(
+            lambda s: [_doc_summary(d) for d in s.scalars(select(Document).order_by(Document.seq))]
+        )
     if as_json:
         _emit_json(rows)
         return
     if not rows:
         click.echo("No documents yet: add some with `kb ingest`.")
     for r in rows:
-        click.echo(f"{r['seq']:>5}  {r['doc_id']}  {r['published'] or 'undated'}  "
-                   f"{r['title'] or '(untitled)'}")
+        click.echo(
+            f"{r['seq']:>5}  {r['doc_id']}  {r['published'] or 'undated'}  "
+            f"{r['title'] or '(untitled)'}"
+        )
 
 
 @docs.command("show")
@@ -275,19 +379,27 @@ def docs_show(opts: Options, doc_id: str, as_json: bool) -> None:
 
     def load(session: Any) -> dict[str, Any]:
         doc = queries.document(session, doc_id)
-        return {**_doc_summary(doc), "text": doc.text, "edits": queries.document_edits(session, doc)}
+        return {
+            **_doc_summary(doc),
+            "text": doc.text,
+            "edits": queries.document_edits(session, doc),
+        }
 
     with opts.open() as kb:
         data = kb.read(load)
     if as_json:
         _emit_json(data)
         return
-    click.echo(f"{data['doc_id']} (#{data['seq']}) · {data['title'] or '(untitled)'} · "
-               f"{data['published'] or 'undated'}" + (f" · {data['url']}" if data["url"] else ""))
+    click.echo(
+        f"{data['doc_id']} (#{data['seq']}) · {data['title'] or '(untitled)'} · "
+        f"{data['published'] or 'undated'}" + (f" · {data['url']}" if data["url"] else "")
+    )
     click.echo(f"source: {data['source']}")
-    click.echo(f"LLM: {data['llm_calls']} calls, {data['prompt_tokens']} prompt tokens "
-               f"({data['cached_tokens']} from cache), {data['completion_tokens']} generated, "
-               f"{data['model_seconds']} s")
+    click.echo(
+        f"LLM: {data['llm_calls']} calls, {data['prompt_tokens']} prompt tokens "
+        f"({data['cached_tokens']} from cache), {data['completion_tokens']} generated, "
+        f"{data['model_seconds']} s"
+    )
     click.echo("\n" + data["text"] + "\n")
     click.echo("Edits:" if data["edits"] else "Edits: none")
     for e in data["edits"]:
@@ -300,19 +412,23 @@ def facts() -> None:
 
 
 @facts.command("list")
-@click.option("--all", "include_closed", is_flag=True, help="Include retired and rewritten versions.")
+@click.option(
+    "--all", "include_closed", is_flag=True, help="Include retired and rewritten versions."
+)
 @click.option("--doc", "doc_id", default=None, help="Only facts created by this document.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many.")
 @json_option
 @pass_options
-def facts_list(opts: Options, include_closed: bool, doc_id: str | None, limit: int | None,
-               as_json: bool) -> None:
+def facts_list(
+    opts: Options, include_closed: bool, doc_id: str | None, limit: int | None, as_json: bool
+) -> None:
     """List current facts (or every version with --all)."""
     from kbase.store import queries
 
     with opts.open() as kb:
-        rows = kb.read(lambda s: queries.facts(s, include_closed=include_closed, limit=limit,
-                                               doc_id=doc_id))
+        rows = kb.read(
+            lambda s: queries.facts(s, include_closed=include_closed, limit=limit, doc_id=doc_id)
+        )
     if as_json:
         _emit_json(rows)
         return
@@ -337,8 +453,11 @@ def history(opts: Options, fact_id: int, as_json: bool) -> None:
     for v in versions:
         start = v["valid_from"]
         end = v["valid_until"]
-        until = (f"until {end['published'] or 'undated'} ({v['close_reason']} by {v['closed_by']})"
-                 if end else "current")
+        until = (
+            f"until {end['published'] or 'undated'} ({v['close_reason']} by {v['closed_by']})"
+            if end
+            else "current"
+        )
         click.echo(f"fact {v['id']}: {v['text']}")
         click.echo(f"    from {start['published'] or 'undated'} ({v['created_by']}), {until}")
         for e in v["evidence"]:
@@ -389,10 +508,14 @@ def main() -> None:
     from kbase.errors import KbaseError
 
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="kb", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "kb"
+        click.echo(f"Error: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -404,15 +527,17 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted; finished documents are stored.", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
+    except Exception as exc:  # the last line of defence: no traceback for the user
         if os.environ.get("KBASE_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(f"Error: unexpected {type(exc).__name__}: {first} "
-                   "(set KBASE_DEBUG=1 for the traceback and report it)", err=True)
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {first} "
+            "(set KBASE_DEBUG=1 for the traceback and report it)",
+            err=True,
+        )
         sys.exit(1)
 
 
 if __name__ == "__main__":
     main()
-

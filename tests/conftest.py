@@ -12,8 +12,12 @@ import pytest
 from kbase.config import Settings
 from kbase.embed.fake import HashingEmbedder
 from kbase.kb import KnowledgeBase
+from kbase.llm import register_backend
 from kbase.llm.fake import ScriptedLLM
 from tests.fakeworld import world_llm
+
+
+register_backend("fake-world", lambda **_: world_llm())
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +61,13 @@ def open_kb(tmp_path: Path) -> Iterator[OpenKB]:
     """Open a knowledge base on the fake embedder and the fake-world LLM."""
     opened: list[KnowledgeBase] = []
 
-    def factory(folder: Path | None = None, *, llm: ScriptedLLM | None = None,
-                database_url: str | None = None, **settings: Any) -> KnowledgeBase:
+    def factory(
+        folder: Path | None = None,
+        *,
+        llm: ScriptedLLM | None = None,
+        database_url: str | None = None,
+        **settings: Any,
+    ) -> KnowledgeBase:
         model = llm or world_llm()
         kb = KnowledgeBase.open(
             folder or tmp_path / "kb",
