@@ -37,7 +37,7 @@ class Settings:
     #: Cosine above which a new fact is the same as a stored one (it reinforces it).
     duplicate_threshold: float = 0.93
     #: Minimum probability of a verdict for an edit to be applied.
-    min_confidence: float = 0.6
+    min_confidence: float = 0.55
     #: Facts retrieved to answer a question.
     answer_k: int = 8
     #: Master seed (few-shot selection).

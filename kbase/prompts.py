@@ -54,9 +54,9 @@ SYSTEM = {
     ),
     "rewrite": (
         "A news article has made a stored fact untrue. Rewrite the fact as one short, "
-        "self-contained sentence that is true as of the article's date according to the "
-        "article, keeping the same subject. If the article does not say what is true now, "
-        "answer null."
+        "self-contained sentence about the same thing (the same role, place, number or "
+        "membership) that is true as of the article's date according to the article. If the "
+        "article does not say what is true now, answer null."
     ),
     "answer": (
         "Answer the question from the numbered facts only, in one or two sentences. Prefer the "
@@ -69,64 +69,99 @@ SYSTEM = {
     ),
 }
 
+
+def _verdict_user(article: str, fact: str) -> str:
+    return (
+        f"Article: {article}\n\nStored fact: {fact}\n\n"
+        "Is the stored fact still true after this article? Answer TRUE or FALSE."
+    )
+
+
+_MIRA = "Mira Santos left the Lisbon Lions on Tuesday and signed with the Porto Sharks."
+_BANK = "Brightwater Bank named Omar Haddad its chairman, succeeding Lucy Fenn."
+_TRUCKS = "Polar Freight now operates 52 trucks after buying a rival."
+
 BUILTIN_EXAMPLES: tuple[Example, ...] = (
     Example(
         task="extract",
         id="builtin-extract-1",
         user=(
             "Article date: 2021-06-14\nTitle: Harbor Freight Lines picks new chief\n\n"
-            "Harbor Freight Lines said on Monday that Dana Okafor will become its chief executive "
-            "in July. She replaces Tom Riis, who is retiring. The company runs 40 cargo ships."
+            "Harbor Freight Lines named Dana Okafor its chief executive on Monday. She replaces "
+            "Tom Riis, who retired. The company, based in Hull, runs 40 cargo ships."
         ),
         assistant=json.dumps(
             {
                 "facts": [
-                    "Dana Okafor will become chief executive of Harbor Freight Lines in July 2021.",
-                    "Tom Riis is retiring as chief executive of Harbor Freight Lines.",
+                    "Dana Okafor is the chief executive of Harbor Freight Lines.",
+                    "Tom Riis is no longer the chief executive of Harbor Freight Lines.",
+                    "Harbor Freight Lines is based in Hull.",
                     "Harbor Freight Lines runs 40 cargo ships.",
                 ]
             }
         ),
     ),
     Example(
-        task="verdict",
-        id="builtin-verdict-1",
-        user=(
-            "Article (2022-02-01): Mira Santos left the Lisbon Lions on Tuesday and signed "
-            "with the Porto Sharks.\n\nStored fact: Mira Santos plays for the Lisbon Lions.\n\n"
-            "Is the stored fact still true as of 2022-02-01? Answer TRUE or FALSE."
-        ),
-        assistant="FALSE",
+        "verdict",
+        _verdict_user(_MIRA, "Mira Santos plays for the Lisbon Lions."),
+        "FALSE",
+        "builtin-verdict-1",
     ),
     Example(
-        task="verdict",
-        id="builtin-verdict-2",
-        user=(
-            "Article (2022-02-01): Mira Santos left the Lisbon Lions on Tuesday and signed "
-            "with the Porto Sharks.\n\nStored fact: The Lisbon Lions are based in Lisbon.\n\n"
-            "Is the stored fact still true as of 2022-02-01? Answer TRUE or FALSE."
-        ),
-        assistant="TRUE",
+        "verdict",
+        _verdict_user(_MIRA, "The Lisbon Lions are based in Lisbon."),
+        "TRUE",
+        "builtin-verdict-2",
+    ),
+    Example(
+        "verdict",
+        _verdict_user(_BANK, "Lucy Fenn is the chairman of Brightwater Bank."),
+        "FALSE",
+        "builtin-verdict-3",
+    ),
+    Example(
+        "verdict",
+        _verdict_user(_BANK, "Brightwater Bank is based in Cardiff."),
+        "TRUE",
+        "builtin-verdict-4",
+    ),
+    Example(
+        "verdict",
+        _verdict_user(_TRUCKS, "Polar Freight operates 40 trucks."),
+        "FALSE",
+        "builtin-verdict-5",
+    ),
+    Example(
+        "verdict",
+        _verdict_user(_TRUCKS, "Polar Freight was founded in 1998."),
+        "TRUE",
+        "builtin-verdict-6",
     ),
     Example(
         task="rewrite",
         id="builtin-rewrite-1",
-        user=(
-            "Article (2022-02-01): Mira Santos left the Lisbon Lions on Tuesday and signed "
-            "with the Porto Sharks.\n\nUntrue fact: Mira Santos plays for the Lisbon Lions."
-        ),
-        assistant=json.dumps({"rewrite": "Mira Santos plays for the Porto Sharks."}),
+        user=f"Article: {_BANK}\n\nUntrue fact: Lucy Fenn is the chairman of Brightwater Bank.",
+        assistant=json.dumps({"rewrite": "Omar Haddad is the chairman of Brightwater Bank."}),
+    ),
+    Example(
+        task="rewrite",
+        id="builtin-rewrite-2",
+        user=f"Article: {_TRUCKS}\n\nUntrue fact: Polar Freight operates 40 trucks.",
+        assistant=json.dumps({"rewrite": "Polar Freight operates 52 trucks."}),
     ),
 )
 
-PROMPT_VERSION = "p-" + sha256_hex(
-    canonical_json(
-        {
-            "system": SYSTEM,
-            "examples": [[e.task, e.id, e.user, e.assistant] for e in BUILTIN_EXAMPLES],
-        }
-    )
-)[:16]
+PROMPT_VERSION = (
+    "p-"
+    + sha256_hex(
+        canonical_json(
+            {
+                "system": SYSTEM,
+                "examples": [[e.task, e.id, e.user, e.assistant] for e in BUILTIN_EXAMPLES],
+            }
+        )
+    )[:16]
+)
 
 FACTS_SCHEMA = {
     "type": "object",
@@ -175,8 +210,9 @@ def _messages(task: str, user: str, *, examples_task: str | None = None) -> tupl
     return tuple(turns)
 
 
-def extract_request(chunk: str, *, title: str | None, published: datetime | None,
-                    attempt: int = 0) -> LLMRequest:
+def extract_request(
+    chunk: str, *, title: str | None, published: datetime | None, attempt: int = 0
+) -> LLMRequest:
     """Ask for the facts of one chunk, as a JSON list of sentences."""
     header = f"Article date: {date_label(published)}\nTitle: {title or '(none)'}"
     user = f"{header}\n\n{chunk}"
@@ -194,29 +230,25 @@ def extract_request(chunk: str, *, title: str | None, published: datetime | None
 
 
 def _article(chunk: str, published: datetime | None) -> str:
-    return f"Article ({date_label(published)}): {chunk}"
+    return f"Article: ({date_label(published)}) {chunk}"
 
 
 def verdict_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
-    """Score TRUE/FALSE for one stored fact; the article comes first so that the
-    requests of one chunk share their prefix in the backend's cache."""
-    when = date_label(published)
-    user = (
-        f"{_article(chunk, published)}\n\nStored fact: {fact}\n\n"
-        f"Is the stored fact still true as of {when}? Answer TRUE or FALSE."
-    )
+    """Score TRUE/FALSE for one stored fact. Everything before the fact (instructions,
+    examples, the article) is the same for every candidate of a chunk, so the
+    backend computes it once and reuses its cache for the rest."""
+    user = _verdict_user(f"({date_label(published)}) {chunk}", fact)
     return LLMRequest(
         task="verdict",
         messages=_messages("verdict", user),
         prompt_version=PROMPT_VERSION,
         choices=VERDICT_CHOICES,
         max_tokens=1,
-        fields={"chunk": chunk, "fact": fact, "published": when},
+        fields={"chunk": chunk, "fact": fact, "published": date_label(published)},
     )
 
 
-def verdicts_request(chunk: str, facts: Sequence[str], *,
-                     published: datetime | None) -> LLMRequest:
+def verdicts_request(chunk: str, facts: Sequence[str], *, published: datetime | None) -> LLMRequest:
     """All verdicts of one chunk in one generated JSON answer (for backends
     without log-probabilities)."""
     when = date_label(published)
@@ -283,8 +315,9 @@ def _numbered_facts(facts: Sequence[tuple[str, str]]) -> str:
     return "\n".join(f"[{i}] ({when}) {text}" for i, (when, text) in enumerate(facts, 1))
 
 
-def answer_request(question: str, facts: Sequence[tuple[str, str]], *,
-                   as_of: str | None = None) -> LLMRequest:
+def answer_request(
+    question: str, facts: Sequence[tuple[str, str]], *, as_of: str | None = None
+) -> LLMRequest:
     """Answer ``question`` from numbered ``(date, text)`` facts, citing their numbers."""
     schema = {
         "type": "object",
@@ -311,11 +344,18 @@ def answer_request(question: str, facts: Sequence[tuple[str, str]], *,
     )
 
 
-def choice_request(question: str, choices: Sequence[str], facts: Sequence[tuple[str, str]],
-                   *, as_of: str | None = None) -> LLMRequest:
+def choice_request(
+    question: str,
+    choices: Sequence[str],
+    facts: Sequence[tuple[str, str]],
+    *,
+    as_of: str | None = None,
+) -> LLMRequest:
     """Score the letters of a multiple-choice question (used by the benchmark)."""
     letters = tuple("ABCDEFGH"[: len(choices)])
-    listed = "\n".join(f"{letter}) {choice}" for letter, choice in zip(letters, choices, strict=True))
+    listed = "\n".join(
+        f"{letter}) {choice}" for letter, choice in zip(letters, choices, strict=True)
+    )
     when = f"Today is {as_of}.\n" if as_of else ""
     user = (
         f"{when}Facts:\n{_numbered_facts(facts)}\n\nQuestion: {question}\n{listed}\n"

@@ -53,3 +53,81 @@ def test_ask_cites_the_document_about_the_company_asked_about(tmp_path: Path) ->
     )
     assert "Leeds" in bakery["answer"]
     assert [c["doc_id"] for c in bakery["citations"]] == ["globex-bakery"]
+
+
+ACME_BOB = {
+    "id": "acme-bob",
+    "title": "Acme Robotics names Bob Marsh chief executive",
+    "published": "2024-01-08",
+    "url": "https://news.example.org/acme-bob",
+    "text": "Acme Robotics, the warehouse-robot maker based in Leeds, named Bob Marsh as its "
+    "chief executive on Monday. Bob Marsh previously ran the company's European sales team.",
+}
+ACME_ALICE = {
+    "id": "acme-alice",
+    "title": "Acme Robotics replaces Bob Marsh with Alice Chen",
+    "published": "2024-05-02",
+    "url": "https://news.example.org/acme-alice",
+    "text": "Acme Robotics named Alice Chen its chief executive on Thursday, replacing Bob Marsh, "
+    "who left the company. Alice Chen was previously the chief operating officer of Acme Robotics.",
+}
+UNRELATED = {
+    "id": "arena-seats",
+    "title": "Harbour Arena adds 2,000 seats",
+    "published": "2024-07-09",
+    "url": "https://news.example.org/arena-seats",
+    "text": "Harbour Arena in Riverside finished an expansion that raises its capacity to 12,000 "
+    "seats. The city of Riverside owns the arena.",
+}
+CEO = "Who is the chief executive of Acme Robotics?"
+
+
+def write_jsonl(path: Path, *docs: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+def test_a_later_article_rewrites_the_fact_it_makes_false_and_forgetting_it_restores_it(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "kb"
+    kb(folder, "ingest", "-q", str(write_jsonl(tmp_path / "a.jsonl", ACME_BOB)))
+    kb(folder, "ingest", "-q", str(write_jsonl(tmp_path / "b.jsonl", ACME_ALICE)))
+
+    # Now: Alice, from the second article.
+    now = json.loads(kb(folder, "ask", "--json", CEO))
+    assert "Alice" in now["answer"] and "Bob" not in now["answer"]
+    assert "acme-alice" in [c["doc_id"] for c in now["citations"]]
+
+    # The Bob fact is closed by the second article, and its history says so.
+    every = json.loads(kb(folder, "facts", "list", "--all", "--json"))
+    bob = [
+        f
+        for f in every
+        if "Bob Marsh" in f["text"] and "chief executive" in f["text"] and f["doc_id"] == "acme-bob"
+    ]
+    assert bob and not bob[0]["current"], every
+    versions = json.loads(kb(folder, "history", "--json", str(bob[0]["id"])))
+    assert versions[0]["closed_by"] == "acme-alice"
+
+    # As of a date between the two articles: Bob, from the first.
+    then = json.loads(kb(folder, "ask", "--json", "--as-of", "2024-03-01", CEO))
+    assert "Bob" in then["answer"]
+    assert [c["doc_id"] for c in then["citations"]] == ["acme-bob"]
+
+    # An unrelated later article retires nothing.
+    before = json.loads(kb(folder, "facts", "list", "--json"))
+    kb(folder, "ingest", "-q", str(write_jsonl(tmp_path / "c.jsonl", UNRELATED)))
+    after = json.loads(kb(folder, "facts", "list", "--json"))
+    assert {f["id"] for f in before} <= {f["id"] for f in after}
+    shown = json.loads(kb(folder, "docs", "show", "--json", "arena-seats"))
+    assert {e["relation"] for e in shown["edits"]} <= {"created", "reinforced"}
+
+    # Forget the article that named Alice: Bob again, from the first article, fact open.
+    report = json.loads(kb(folder, "forget", "--json", "acme-alice"))
+    assert report["facts_restored"] >= 1
+    again = json.loads(kb(folder, "ask", "--json", CEO))
+    assert "Bob" in again["answer"] and "Alice" not in again["answer"]
+    assert [c["doc_id"] for c in again["citations"]] == ["acme-bob"]
+    reopened = json.loads(kb(folder, "history", "--json", str(bob[0]["id"])))
+    assert reopened[-1]["current"] and reopened[-1]["closed_by"] is None

@@ -1,0 +1,217 @@
+"""Editing on insert: each decision path and each guard of the three strategies,
+on the deterministic fake-world model ("SUBJECT is OBJECT." sentences)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from sqlalchemy import select
+
+from kbase.llm.base import LLMRequest
+from kbase.llm.fake import ScriptedLLM
+from kbase.store.models import Document, Evidence, Fact
+from tests.conftest import OpenKB
+from tests.fakeworld import world
+from tests.helpers import news
+
+BOB = news("d1", "The CEO of Acme is Bob. The harbour of Leeds is busy.", day=1)
+ALICE = news("d2", "The CEO of Acme is Alice.", day=2)
+
+
+def facts(kb) -> list[Fact]:  # type: ignore[no-untyped-def]
+    return kb.read(lambda s: list(s.scalars(select(Fact).order_by(Fact.id))))
+
+
+def current(kb) -> set[str]:  # type: ignore[no-untyped-def]
+    return {f.text for f in facts(kb) if f.valid_until is None}
+
+
+def relations(kb, doc_id: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    def load(s):  # type: ignore[no-untyped-def]
+        pk = s.scalar(select(Document.pk).where(Document.doc_id == doc_id))
+        rows = s.execute(
+            select(Evidence.relation, Fact.text)
+            .join(Fact, Fact.id == Evidence.fact_id)
+            .where(Evidence.document_pk == pk)
+            .order_by(Evidence.id)
+        )
+        return [tuple(r) for r in rows]
+
+    return kb.read(load)
+
+
+def llm_with(**overrides) -> ScriptedLLM:  # type: ignore[no-untyped-def]
+    """The fake world, with some tasks answered differently."""
+
+    def handler(request: LLMRequest):  # type: ignore[no-untyped-def]
+        answer = overrides.get(request.task)
+        return (
+            answer(request)
+            if callable(answer)
+            else (answer if answer is not None else world(request))
+        )
+
+    return ScriptedLLM(handler, supports_logprobs=overrides.pop("logprobs", True))
+
+
+def tasks(llm: ScriptedLLM) -> list[str]:
+    return [r.task for r in llm.requests]
+
+
+# -- kbase strategy --------------------------------------------------------------------
+
+
+def test_a_contradicted_fact_is_rewritten_as_a_new_version_linked_to_the_old(
+    open_kb: OpenKB,
+) -> None:
+    kb = open_kb()
+    kb.ingest([BOB, ALICE])
+    (old,) = [f for f in facts(kb) if f.text == "The CEO of Acme is Bob."]
+    (new,) = [f for f in facts(kb) if f.replaces_id == old.id]
+    assert (old.valid_from, old.valid_until, old.close_reason) == (1, 2, "rewritten")
+    assert new.text == "The CEO of Acme is Alice." and new.lineage_id == old.lineage_id
+    assert ("rewritten", "The CEO of Acme is Bob.") in relations(kb, "d2")
+    assert current(kb) == {"The CEO of Acme is Alice.", "The harbour of Leeds is busy."}
+
+
+def test_kbase_scores_verdicts_and_generates_only_rewrites(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([ALICE])
+    assert tasks(llm) == ["extract", "verdict", "rewrite"]
+    assert llm.requests[1].max_tokens == 1 and llm.requests[1].choices == ("TRUE", "FALSE")
+
+
+def test_a_rewrite_of_null_retires_the_fact(open_kb: OpenKB) -> None:
+    kb = open_kb(llm=llm_with(rewrite=json.dumps({"rewrite": None})))
+    kb.ingest([BOB, news("d2", "The CEO of Acme is vacant.", day=2)])
+    (bob,) = [f for f in facts(kb) if f.text == "The CEO of Acme is Bob."]
+    assert bob.close_reason == "retired" and bob.valid_until == 2
+    assert ("retired", "The CEO of Acme is Bob.") in relations(kb, "d2")
+
+
+def test_a_rewrite_equal_to_the_old_text_changes_nothing(open_kb: OpenKB) -> None:
+    echo = json.dumps({"rewrite": "the CEO of Acme is Bob"})
+    kb = open_kb(llm=llm_with(rewrite=echo))
+    kb.ingest([BOB, ALICE])
+    assert "The CEO of Acme is Bob." in current(kb)
+
+
+def test_an_unparseable_rewrite_changes_nothing(open_kb: OpenKB) -> None:
+    kb = open_kb(llm=llm_with(rewrite='{"rewrite": "The CEO'))
+    kb.ingest([BOB, ALICE])
+    assert "The CEO of Acme is Bob." in current(kb)
+
+
+def test_a_low_confidence_verdict_changes_nothing_and_asks_no_rewrite(open_kb: OpenKB) -> None:
+    unsure = {"TRUE": math.log(0.5), "FALSE": math.log(0.5)}
+    llm = llm_with(verdict=unsure)
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB, ALICE])
+    assert "The CEO of Acme is Bob." in current(kb)
+    assert "rewrite" not in tasks(llm)
+
+
+def test_only_facts_close_to_the_new_text_are_candidates(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([ALICE])
+    judged = [r.fields["fact"] for r in llm.requests if r.task == "verdict"]
+    assert judged == ["The CEO of Acme is Bob."]  # never the unrelated harbour fact
+
+
+def test_a_document_never_retires_its_own_facts(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm)
+    kb.ingest([news("d1", "The CEO of Acme is Bob. The CEO of Acme is Alice.")])
+    assert current(kb) == {"The CEO of Acme is Bob.", "The CEO of Acme is Alice."}
+    assert "verdict" not in tasks(llm)
+
+
+def test_a_repeated_fact_reinforces_the_stored_one_instead_of_duplicating_it(
+    open_kb: OpenKB,
+) -> None:
+    kb = open_kb()
+    kb.ingest([BOB, news("d2", "The CEO of Acme is Bob.", day=2)])
+    assert [f.text for f in facts(kb)].count("The CEO of Acme is Bob.") == 1
+    assert relations(kb, "d2") == [("reinforced", "The CEO of Acme is Bob.")]
+
+
+def test_a_rewrite_that_repeats_a_stored_fact_retires_and_reinforces_instead(
+    open_kb: OpenKB,
+) -> None:
+    kb = open_kb(llm=llm_with(rewrite=json.dumps({"rewrite": "The harbour of Leeds is busy."})))
+    kb.ingest([BOB, ALICE])
+    (bob,) = [f for f in facts(kb) if f.text == "The CEO of Acme is Bob."]
+    assert bob.close_reason == "retired"
+    assert ("reinforced", "The harbour of Leeds is busy.") in relations(kb, "d2")
+
+
+def test_without_logprobs_one_json_answer_judges_the_whole_chunk(open_kb: OpenKB) -> None:
+    llm = llm_with(logprobs=False)
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([ALICE])
+    assert tasks(llm) == ["extract", "verdicts", "rewrite"]
+    assert "The CEO of Acme is Alice." in current(kb)
+
+
+def test_a_batched_answer_of_the_wrong_length_changes_nothing(open_kb: OpenKB) -> None:
+    llm = llm_with(logprobs=False, verdicts=json.dumps({"verdicts": ["FALSE", "FALSE"]}))
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB, ALICE])
+    assert "The CEO of Acme is Bob." in current(kb)
+
+
+# -- the other strategies --------------------------------------------------------------
+
+
+def test_rag_never_edits(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm, strategy="rag")
+    kb.ingest([BOB, ALICE])
+    assert {"The CEO of Acme is Bob.", "The CEO of Acme is Alice."} <= current(kb)
+    assert set(tasks(llm)) == {"extract"}
+
+
+def test_erase_paper_asks_once_per_candidate_then_once_per_rewrite(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm, strategy="erase-paper")
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([ALICE])
+    assert tasks(llm) == ["extract", "paper_verdict", "rewrite"]
+    assert current(kb) == {"The CEO of Acme is Alice.", "The harbour of Leeds is busy."}
+
+
+def test_erase_paper_reinforces_and_keeps_at_least_the_best_candidate(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm, strategy="erase-paper", candidate_threshold=0.99)
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([news("d2", "Unrelated words entirely.", day=2)])
+    assert tasks(llm) == ["extract", "paper_verdict"]  # the best match, though far
+
+
+def test_erase_paper_treats_an_unparseable_verdict_as_no_change(open_kb: OpenKB) -> None:
+    kb = open_kb(llm=llm_with(paper_verdict="maybe?"), strategy="erase-paper")
+    kb.ingest([BOB, ALICE])
+    assert "The CEO of Acme is Bob." in current(kb)
+
+
+# -- accounting ------------------------------------------------------------------------
+
+
+def test_every_document_records_its_calls_tokens_and_model_time(open_kb: OpenKB) -> None:
+    kb = open_kb()
+    kb.ingest([BOB, ALICE])
+    docs = kb.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
+    assert [d.llm_calls for d in docs] == [1, 3]
+    assert all(d.prompt_tokens > 0 and d.completion_tokens > 0 for d in docs)
+    assert docs[1].cached_tokens > 0  # the rewrite shares the verdict's article prefix
