@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -501,6 +502,127 @@ def forget(opts: Options, doc_ids: tuple[str, ...], as_json: bool) -> None:
         f"few-shot selection {'changed' if report.fewshot_changed else 'unchanged'}, "
         f"{report.seconds:.2f} s."
     )
+
+
+def _print_curation(report: Any, as_json: bool) -> None:
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    changes = [
+        f"added {', '.join(report.added)}" if report.added else "",
+        f"removed {', '.join(report.removed)}" if report.removed else "",
+    ]
+    click.echo("; ".join(c for c in changes if c) or "No change.")
+    if report.selection_changed:
+        click.echo(
+            f"The selected examples changed: {report.documents_replayed} documents "
+            f"replayed, {report.model_calls} model calls, {report.seconds:.2f} s."
+        )
+    else:
+        click.echo("The selected examples did not change; nothing was replayed.")
+
+
+@cli.group()
+def examples() -> None:
+    """The few-shot example pool the prompts' examples are selected from."""
+
+
+@examples.command("list")
+@json_option
+@pass_options
+def examples_list(opts: Options, as_json: bool) -> None:
+    """List built-in, user and correction examples, and which are selected."""
+    from kbase import curation
+
+    with opts.open() as kb:
+        rows = curation.listing(kb)
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        mark = "*" if r["selected"] else " "
+        tied = f"  (from {', '.join(r['documents'])})" if r["documents"] else ""
+        click.echo(f"{mark} {r['task']:<8} {r['id']}  [{r['origin']}]{tied}")
+    click.echo("(* selected: shown in prompts now)")
+
+
+@examples.command("add")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@pass_options
+def examples_add(opts: Options, path: Path, as_json: bool) -> None:
+    """Add examples from a JSONL file (see docs/design.md for the record forms)."""
+    from kbase import curation
+
+    records = curation.read_examples(path)
+    with opts.open() as kb:
+        _print_curation(curation.add(kb, records), as_json)
+
+
+@examples.command("rm")
+@click.argument("example_ids", nargs=-1, required=True)
+@json_option
+@pass_options
+def examples_rm(opts: Options, example_ids: tuple[str, ...], as_json: bool) -> None:
+    """Remove user or correction examples; the selection is updated exactly."""
+    from kbase import curation
+
+    with opts.open() as kb:
+        _print_curation(curation.remove(kb, list(example_ids)), as_json)
+
+
+@cli.command()
+@click.argument("fact_id", type=int)
+@click.option(
+    "--should-be",
+    type=click.Choice(["true", "false"]),
+    required=True,
+    help="The right verdict: true (it should not have been closed) or false.",
+)
+@click.option(
+    "--doc",
+    "doc_id",
+    default=None,
+    help="With --should-be false: the article that should have made it false.",
+)
+@json_option
+@pass_options
+def correct(opts: Options, fact_id: int, should_be: str, doc_id: str | None, as_json: bool) -> None:
+    """Record that a decision about a fact was wrong, as a few-shot example."""
+    from kbase import curation
+
+    with opts.open() as kb:
+        report = curation.correct(kb, fact_id, should_be_true=should_be == "true", doc_id=doc_id)
+    _print_curation(report, as_json)
+
+
+@cli.command()
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also rebuild the store from the ingest log with the recorded answers and compare.",
+)
+@json_option
+@pass_options
+def verify(opts: Options, deep: bool, as_json: bool) -> None:
+    """Check that the vector index and SQL agree (and, with --deep, that a replay of
+    the ingest log gives the same store)."""
+    from kbase.verify import verify_deep, verify_index
+
+    with opts.open() as kb:
+        problems = verify_index(kb)
+        if deep:
+            problems += verify_deep(kb)
+    if as_json:
+        _emit_json({"ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(f"problem: {problem}")
+        click.echo(
+            "OK: the store is consistent." if not problems else f"{len(problems)} problems found."
+        )
+    if problems:
+        sys.exit(1)
 
 
 def main() -> None:

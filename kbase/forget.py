@@ -20,9 +20,17 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, exists, select, text, update
+from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.orm import Session
 
+from kbase.examples import (
+    Chosen,
+    chosen_examples,
+    examples_of_documents,
+    remove_examples,
+    same_choice,
+)
+from kbase.records import Recorder
 from kbase.reports import ForgetReport
 from kbase.store import queries
 from kbase.store.models import (
@@ -96,13 +104,16 @@ def _rollback_from(session: Session, cut: int) -> list[int]:
     session.execute(delete(Evidence).where(Evidence.seq >= cut))
     session.execute(delete(Fact).where(Fact.valid_from >= cut))
     session.execute(
-        update(Fact).where(Fact.valid_until >= cut)
+        update(Fact)
+        .where(Fact.valid_until >= cut)
         .values(valid_until=None, closed_by_pk=None, close_reason=None)
     )
     session.execute(delete(Retrieval).where(Retrieval.document_pk.in_(later)))
     session.execute(delete(Chunk).where(Chunk.document_pk.in_(later)))
     session.execute(
-        delete(LLMRecordUse).where(LLMRecordUse.document_pk.in_(later), LLMRecordUse.role == "ingest")
+        delete(LLMRecordUse).where(
+            LLMRecordUse.document_pk.in_(later), LLMRecordUse.role == "ingest"
+        )
     )
     return deleted
 
@@ -113,7 +124,8 @@ def _remove_own_effects(session: Session, doc: Document) -> list[int]:
     session.execute(delete(Evidence).where(Evidence.fact_id.in_(deleted)))
     session.execute(delete(Fact).where(Fact.document_pk == doc.pk))
     session.execute(
-        update(Fact).where(Fact.closed_by_pk == doc.pk)
+        update(Fact)
+        .where(Fact.closed_by_pk == doc.pk)
         .values(valid_until=None, closed_by_pk=None, close_reason=None)
     )
     return deleted
@@ -121,11 +133,13 @@ def _remove_own_effects(session: Session, doc: Document) -> list[int]:
 
 def _drop_question_answers(session: Session, pks: list[int]) -> None:
     """Recorded answers to questions whose prompts held text of these documents."""
-    keys = list(session.scalars(
-        select(LLMRecordUse.key).where(
-            LLMRecordUse.document_pk.in_(pks), LLMRecordUse.role == "context"
-        ).distinct()
-    ))
+    keys = list(
+        session.scalars(
+            select(LLMRecordUse.key)
+            .where(LLMRecordUse.document_pk.in_(pks), LLMRecordUse.role == "context")
+            .distinct()
+        )
+    )
     for start in range(0, len(keys), 500):
         batch = keys[start : start + 500]
         session.execute(delete(LLMRecordUse).where(LLMRecordUse.key.in_(batch)))
@@ -138,9 +152,33 @@ def _collect_garbage(session: Session) -> None:
     referenced = (
         select(Fact.text_hash).union(select(Chunk.text_hash), select(Retrieval.text_hash))
     ).subquery()
-    session.execute(
-        delete(Embedding).where(Embedding.text_hash.notin_(select(referenced.c[0])))
+    session.execute(delete(Embedding).where(Embedding.text_hash.notin_(select(referenced.c[0]))))
+
+
+def replay_from(
+    kb: KnowledgeBase, session: Session, recorder: Recorder, cut: int, examples: Chosen
+) -> int:
+    """Replay, in order, the documents from seq ``cut`` on (already rolled back) and
+    return how many there were."""
+    replay = list(
+        session.scalars(select(Document).where(Document.seq >= cut).order_by(Document.seq))
     )
+    _drop_question_answers(session, [d.pk for d in replay])
+    vectors = kb.vectors(session)
+    for doc in replay:
+        kb.run_pipeline(session, vectors, recorder, doc, examples=examples)
+    return len(replay)
+
+
+def rollback_and_replay_all(
+    kb: KnowledgeBase, session: Session, recorder: Recorder, examples: Chosen
+) -> tuple[list[int], int]:
+    """Rebuild every derived row from the ingest log (after a few-shot change)."""
+    first = session.scalar(select(func.min(Document.seq)))
+    if first is None:
+        return [], 0
+    deleted = _rollback_from(session, int(first))
+    return deleted, replay_from(kb, session, recorder, int(first), examples)
 
 
 def forget_documents(kb: KnowledgeBase, session: Session, doc_ids: list[str]) -> ForgetReport:
@@ -148,42 +186,44 @@ def forget_documents(kb: KnowledgeBase, session: Session, doc_ids: list[str]) ->
     started = time.perf_counter()
     vectors = kb.vectors(session)
     recorder = kb.recorder(session)
+    seed = kb.settings.seed
     report = ForgetReport(forgotten=list(dict.fromkeys(doc_ids)))
     try:
         with session.begin():
-            targets = sorted((queries.document(session, i) for i in report.forgotten),
-                             key=lambda d: d.seq)
+            targets = sorted(
+                (queries.document(session, i) for i in report.forgotten), key=lambda d: d.seq
+            )
+            target_pks = {d.pk for d in targets}
             before = _current_texts(session)
-            cut = first_affected(session, vectors, targets)
+            chosen = chosen_examples(session, kb.embedder, seed)
+            derived = examples_of_documents(session, target_pks)
+            remove_examples(session, seed, derived)
+            now_chosen = chosen_examples(session, kb.embedder, seed)
+            report.fewshot_changed = not same_choice(chosen, now_chosen)
+            if report.fewshot_changed:  # every prompt that showed them changed
+                cut: int | None = int(session.scalar(select(func.min(Document.seq))) or 1)
+            else:
+                cut = first_affected(session, vectors, targets)
             deleted: list[int] = []
-            replay: list[Document] = []
-            touched = [d.pk for d in targets]
             if cut is not None:
+                # The targets' own rows from the cut on go with the rollback.
                 deleted += _rollback_from(session, cut)
-                replay = [d for d in session.scalars(
-                    select(Document).where(Document.seq >= cut).order_by(Document.seq))
-                    if d.pk not in touched]
-                touched += [d.pk for d in replay]
             for doc in reversed(targets):
                 if cut is None or doc.seq < cut:
                     deleted += _remove_own_effects(session, doc)
-            _drop_question_answers(session, touched)
+            _drop_question_answers(session, sorted(target_pks))
             for doc in targets:
                 session.delete(doc)
             session.flush()
-            for doc in replay:
-                kb.run_pipeline(session, vectors, recorder, doc)
+            if cut is not None:
+                report.documents_replayed = replay_from(kb, session, recorder, cut, now_chosen)
             _collect_garbage(session)
             bump_state(session)
             after = _current_texts(session)
     except BaseException:
         kb.drop_vectors()
         raise
-    vectors.index.remove(np.array(sorted(set(deleted)), dtype=np.int64))
-    with session.begin():
-        vectors.save(session)
-    kb.compact(session)
-    report.documents_replayed = len(replay)
+    kb.finish_write(session, deleted)
     report.model_calls = recorder.total.model_calls
     report.replayed_calls = recorder.total.calls - recorder.total.model_calls
     report.facts_removed = sum((before - after).values())

@@ -23,11 +23,13 @@ from kbase import prompts
 from kbase.config import Settings
 from kbase.embed import Embedder, get_embedder
 from kbase.errors import BadModelOutput, ConfigError, DocumentError, StoreError
+from kbase.examples import chosen_examples
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm.base import LLMBackend
 from kbase.paths import kb_folder
 from kbase.pipeline.context import DocContext, DocReport
 from kbase.pipeline.ingest import process_document
+from kbase.prompts import Chosen
 from kbase.records import CallStats, Recorder
 from kbase.reports import Answer, Citation, FactHit, ForgetReport, IngestReport
 from kbase.sources.base import SourceDocument
@@ -271,7 +273,8 @@ class KnowledgeBase:
                 )
                 session.add(doc)
                 session.flush()
-                ctx = self.run_pipeline(session, vectors, recorder, doc)
+                examples = chosen_examples(session, self.embedder, self.settings.seed)
+                ctx = self.run_pipeline(session, vectors, recorder, doc, examples=examples)
                 bump_state(session)
         except BaseException:
             if ctx is not None:
@@ -280,7 +283,13 @@ class KnowledgeBase:
         report.stored.append(ctx.report)
 
     def run_pipeline(
-        self, session: Session, vectors: FactVectors, recorder: Recorder, doc: Document
+        self,
+        session: Session,
+        vectors: FactVectors,
+        recorder: Recorder,
+        doc: Document,
+        *,
+        examples: Chosen,
     ) -> DocContext:
         """Run the pipeline for a stored document (first ingest or replay) and record
         its accounting on the document."""
@@ -292,6 +301,7 @@ class KnowledgeBase:
             vectors=vectors,
             doc=doc,
             report=DocReport(doc.doc_id, doc.seq),
+            examples=examples,
         )
         try:
             process_document(ctx)
@@ -398,6 +408,15 @@ class KnowledgeBase:
         with self.session() as session:
             return len(self.vectors(session).index)
 
+    def finish_write(self, session: Session, deleted_fact_ids: list[int]) -> None:
+        """After a committed write that deleted fact versions: drop their vectors,
+        rewrite the index file, and leave no copy of deleted rows on disk."""
+        vectors = self.vectors(session)
+        vectors.index.remove(_ids(sorted(set(deleted_fact_ids))))
+        with session.begin():
+            vectors.save(session)
+        self.compact(session)
+
     def drop_vectors(self) -> None:
         """Forget the in-memory index (after a failed write); it reloads from disk and SQL."""
         self._vectors = None
@@ -409,6 +428,12 @@ class KnowledgeBase:
         checkpoint_sqlite(session)
 
     # -- looking ----------------------------------------------------------------------
+    def read_write(self, fn: Callable[[Session], Any]) -> Any:
+        """Run a query function that may write (e.g. fit a missing selection) in a
+        transaction; what it returns stays readable after it."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            return fn(session)
+
     def read(self, fn: Callable[[Session], Any]) -> Any:
         """Run a read-only query function in a transaction; what it returns stays
         readable after the transaction ends."""

@@ -9,7 +9,7 @@ recorded for the old text. Few-shot examples reach a prompt only through
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,6 +68,21 @@ SYSTEM = {
         "facts when facts disagree. Answer with the letter of the right choice only."
     ),
 }
+
+
+def verdict_example_user(article: str, fact: str) -> str:
+    """The user turn of a verdict prompt (also how user examples are rendered)."""
+    return _verdict_user(article, fact)
+
+
+def rewrite_example_user(article: str, fact: str) -> str:
+    """The user turn of a rewrite prompt for an example."""
+    return f"Article: {article}\n\nUntrue fact: {fact}"
+
+
+def extract_example_user(text: str, title: str | None) -> str:
+    """The user turn of an extraction prompt for an example (undated)."""
+    return f"Article date: date not given\nTitle: {title or '(none)'}\n\n{text}"
 
 
 def _verdict_user(article: str, fact: str) -> str:
@@ -193,8 +208,14 @@ PAPER_VERDICT_SCHEMA = {
 VERDICT_CHOICES = ("TRUE", "FALSE")
 
 
-def select_examples(task: str) -> list[Example]:
-    """The few-shot examples shown in prompts of ``task``."""
+Chosen = Mapping[str, Sequence[Example]]
+
+
+def select_examples(task: str, chosen: Chosen | None = None) -> list[Example]:
+    """The few-shot examples shown in prompts of ``task``: the knowledge base's
+    selection when given (kbase.examples), else the built-in ones."""
+    if chosen is not None and task in chosen:
+        return list(chosen[task])
     return [e for e in BUILTIN_EXAMPLES if e.task == task]
 
 
@@ -202,16 +223,23 @@ def date_label(published: datetime | None) -> str:
     return published.date().isoformat() if published else "date not given"
 
 
-def _messages(task: str, user: str, *, examples_task: str | None = None) -> tuple[Message, ...]:
+def _messages(
+    task: str, user: str, examples: Chosen | None, *, examples_task: str | None = None
+) -> tuple[Message, ...]:
     turns = [Message("system", SYSTEM[task])]
-    for example in select_examples(examples_task or task):
+    for example in select_examples(examples_task or task, examples):
         turns += [Message("user", example.user), Message("assistant", example.assistant)]
     turns.append(Message("user", user))
     return tuple(turns)
 
 
 def extract_request(
-    chunk: str, *, title: str | None, published: datetime | None, attempt: int = 0
+    chunk: str,
+    *,
+    title: str | None,
+    published: datetime | None,
+    attempt: int = 0,
+    examples: Chosen | None = None,
 ) -> LLMRequest:
     """Ask for the facts of one chunk, as a JSON list of sentences."""
     header = f"Article date: {date_label(published)}\nTitle: {title or '(none)'}"
@@ -221,7 +249,7 @@ def extract_request(
         user += f"\n\n(Attempt {attempt + 1}: answer with valid JSON facts only.)"
     return LLMRequest(
         task="extract",
-        messages=_messages("extract", user),
+        messages=_messages("extract", user, examples),
         prompt_version=PROMPT_VERSION,
         schema=FACTS_SCHEMA,
         max_tokens=512,
@@ -233,14 +261,16 @@ def _article(chunk: str, published: datetime | None) -> str:
     return f"Article: ({date_label(published)}) {chunk}"
 
 
-def verdict_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
+def verdict_request(
+    chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
+) -> LLMRequest:
     """Score TRUE/FALSE for one stored fact. Everything before the fact (instructions,
     examples, the article) is the same for every candidate of a chunk, so the
     backend computes it once and reuses its cache for the rest."""
     user = _verdict_user(f"({date_label(published)}) {chunk}", fact)
     return LLMRequest(
         task="verdict",
-        messages=_messages("verdict", user),
+        messages=_messages("verdict", user, examples),
         prompt_version=PROMPT_VERSION,
         choices=VERDICT_CHOICES,
         max_tokens=1,
@@ -248,7 +278,9 @@ def verdict_request(chunk: str, fact: str, *, published: datetime | None) -> LLM
     )
 
 
-def verdicts_request(chunk: str, facts: Sequence[str], *, published: datetime | None) -> LLMRequest:
+def verdicts_request(
+    chunk: str, facts: Sequence[str], *, published: datetime | None, examples: Chosen | None = None
+) -> LLMRequest:
     """All verdicts of one chunk in one generated JSON answer (for backends
     without log-probabilities)."""
     when = date_label(published)
@@ -273,7 +305,7 @@ def verdicts_request(chunk: str, facts: Sequence[str], *, published: datetime | 
     }
     return LLMRequest(
         task="verdicts",
-        messages=_messages("verdicts", user, examples_task="none"),
+        messages=_messages("verdicts", user, examples, examples_task="none"),
         prompt_version=PROMPT_VERSION,
         schema=schema,
         max_tokens=8 * len(facts) + 16,
@@ -281,7 +313,9 @@ def verdicts_request(chunk: str, facts: Sequence[str], *, published: datetime | 
     )
 
 
-def paper_verdict_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
+def paper_verdict_request(
+    chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
+) -> LLMRequest:
     """ERASE's reference pattern: one generated three-way verdict per stored fact."""
     when = date_label(published)
     user = (
@@ -290,7 +324,7 @@ def paper_verdict_request(chunk: str, fact: str, *, published: datetime | None) 
     )
     return LLMRequest(
         task="paper_verdict",
-        messages=_messages("paper_verdict", user),
+        messages=_messages("paper_verdict", user, examples),
         prompt_version=PROMPT_VERSION,
         schema=PAPER_VERDICT_SCHEMA,
         max_tokens=24,
@@ -298,12 +332,14 @@ def paper_verdict_request(chunk: str, fact: str, *, published: datetime | None) 
     )
 
 
-def rewrite_request(chunk: str, fact: str, *, published: datetime | None) -> LLMRequest:
+def rewrite_request(
+    chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
+) -> LLMRequest:
     """Ask for a version of an untrue fact that is true now, or null."""
     user = f"{_article(chunk, published)}\n\nUntrue fact: {fact}"
     return LLMRequest(
         task="rewrite",
-        messages=_messages("rewrite", user),
+        messages=_messages("rewrite", user, examples),
         prompt_version=PROMPT_VERSION,
         schema=REWRITE_SCHEMA,
         max_tokens=96,

@@ -28,7 +28,7 @@ def count(kb, model) -> int:  # type: ignore[no-untyped-def]
 def test_migrations_are_applied_when_a_store_is_opened(open_kb: OpenKB, database_url) -> None:
     kb = open_kb(database_url=database_url)
     version = kb.read(lambda s: s.scalar(text("SELECT version_num FROM alembic_version")))
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_ingest_stores_document_facts_evidence_and_vectors(open_kb: OpenKB, database_url) -> None:

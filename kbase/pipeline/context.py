@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from kbase.config import Settings
+from kbase.prompts import Chosen
 from kbase.records import Recorder, Use
 from kbase.store.models import Document
 from kbase.vectors import FactVectors
@@ -37,6 +38,8 @@ class DocContext:
     vectors: FactVectors
     doc: Document
     report: DocReport
+    #: The few-shot examples each prompt shows (None: the built-in ones).
+    examples: Chosen | None = None
     #: Fact ids indexed during this document, removed again if it fails.
     indexed: list[int] = field(default_factory=list)
 

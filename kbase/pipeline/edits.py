@@ -11,11 +11,14 @@ from kbase.store.models import Evidence, Fact, Retrieval
 
 
 def _evidence(ctx: DocContext, fact: Fact, relation: str) -> None:
-    ctx.session.add(Evidence(fact_id=fact.id, document_pk=ctx.doc.pk, seq=ctx.doc.seq,
-                             relation=relation))
+    ctx.session.add(
+        Evidence(fact_id=fact.id, document_pk=ctx.doc.pk, seq=ctx.doc.seq, relation=relation)
+    )
 
 
-def create_fact(ctx: DocContext, text: str, chunk_idx: int, *, replaces: Fact | None = None) -> Fact:
+def create_fact(
+    ctx: DocContext, text: str, chunk_idx: int, *, replaces: Fact | None = None
+) -> Fact:
     """A new current version, indexed, with its provenance."""
     fact = Fact(
         text=text,
@@ -70,5 +73,4 @@ def rewrite(ctx: DocContext, fact: Fact, text: str, chunk_idx: int) -> Fact:
 def note_retrieval(ctx: DocContext, text: str, radius: float) -> None:
     """Record that this document's result depended on every fact within ``radius``
     of ``text``: forgetting another document checks these to skip replays."""
-    ctx.session.add(Retrieval(document_pk=ctx.doc.pk, text_hash=content_hash(text),
-                              radius=radius))
+    ctx.session.add(Retrieval(document_pk=ctx.doc.pk, text_hash=content_hash(text), radius=radius))

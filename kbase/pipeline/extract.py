@@ -41,8 +41,9 @@ def extract_facts(ctx: DocContext, chunk_idx: int, chunk: str) -> list[str] | No
     then skipped with a warning: garbage is never stored)."""
     doc = ctx.doc
     for attempt in range(ATTEMPTS):
-        request = prompts.extract_request(chunk, title=doc.title, published=doc.published,
-                                          attempt=attempt)
+        request = prompts.extract_request(
+            chunk, title=doc.title, published=doc.published, examples=ctx.examples, attempt=attempt
+        )
         response = ctx.recorder.generate(request, ctx.ingest_use)
         try:
             facts = clean_facts(json.loads(response.text or ""))

@@ -17,8 +17,9 @@ def process_document(ctx: DocContext) -> None:
     chunks = chunk_text(ctx.doc.text, ctx.settings.chunk_tokens)
     ctx.report.chunks = len(chunks)
     for idx, chunk in enumerate(chunks):
-        ctx.session.add(Chunk(document_pk=ctx.doc.pk, idx=idx, text=chunk,
-                              text_hash=content_hash(chunk)))
+        ctx.session.add(
+            Chunk(document_pk=ctx.doc.pk, idx=idx, text=chunk, text_hash=content_hash(chunk))
+        )
     ctx.session.flush()
     for idx, chunk in enumerate(chunks):
         facts = extract_facts(ctx, idx, chunk)

@@ -38,8 +38,11 @@ def candidates(ctx: DocContext, chunk: str, *, at_least_one: bool = False) -> li
     settings = ctx.settings
     vector = ctx.vectors.embed(ctx.session, [chunk])[0]
     radius = settings.candidate_threshold
-    hits = [h for h in ctx.vectors.within(ctx.session, vector, radius)
-            if h.fact.document_pk != ctx.doc.pk]
+    hits = [
+        h
+        for h in ctx.vectors.within(ctx.session, vector, radius)
+        if h.fact.document_pk != ctx.doc.pk
+    ]
     if not hits and at_least_one:
         # ERASE keeps at least the best match; that makes the result depend on the
         # whole store down to the best score, which the recorded radius says.
@@ -56,7 +59,9 @@ def _same_text(a: str, b: str) -> bool:
 
 def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> None:
     """Ask for a rewrite of an untrue fact; rewrite it, retire it, or keep it."""
-    request = prompts.rewrite_request(chunk, fact.text, published=ctx.doc.published)
+    request = prompts.rewrite_request(
+        chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
+    )
     response = ctx.recorder.generate(request, ctx.ingest_use)
     try:
         data = json.loads(response.text or "")
@@ -113,7 +118,9 @@ def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
 
 def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
     for fact in candidates(ctx, chunk, at_least_one=True):
-        request = prompts.paper_verdict_request(chunk, fact.text, published=ctx.doc.published)
+        request = prompts.paper_verdict_request(
+            chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
+        )
         response = ctx.recorder.generate(request, ctx.ingest_use)
         try:
             verdict = json.loads(response.text or "").get("verdict")
@@ -138,7 +145,9 @@ def false_probability(scores: dict[str, float]) -> float | None:
 def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[bool]:
     out = []
     for fact in facts:
-        request = prompts.verdict_request(chunk, fact.text, published=ctx.doc.published)
+        request = prompts.verdict_request(
+            chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
+        )
         scores = ctx.recorder.score(request, ctx.ingest_use).scores or {}
         p_false = false_probability(dict(scores))
         out.append(p_false is not None and p_false >= ctx.settings.min_confidence)
@@ -146,8 +155,9 @@ def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list
 
 
 def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[bool]:
-    request = prompts.verdicts_request(chunk, [f.text for f in facts],
-                                       published=ctx.doc.published)
+    request = prompts.verdicts_request(
+        chunk, [f.text for f in facts], published=ctx.doc.published, examples=ctx.examples
+    )
     response = ctx.recorder.generate(request, ctx.ingest_use)
     try:
         verdicts = json.loads(response.text or "").get("verdicts")

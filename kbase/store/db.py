@@ -36,7 +36,9 @@ def create_db_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(f"bad database URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB") from exc
+        raise ConfigError(
+            f"bad database URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB"
+        ) from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername.startswith("postgresql"):

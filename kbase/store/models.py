@@ -52,7 +52,7 @@ class Meta(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     pk: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     doc_id: Mapped[str] = mapped_column(String(512), unique=True)
@@ -169,3 +169,41 @@ class Embedding(Base):
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     text_hash: Mapped[str] = mapped_column(String(80), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FewshotExample(Base):
+    """A few-shot example added by a user or recorded by a correction (the built-in
+    ones live in code). ``user`` and ``assistant`` are the rendered turns."""
+
+    __tablename__ = "fewshot_examples"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(16))
+    user: Mapped[str] = mapped_column(Text)
+    assistant: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class FewshotExampleDocument(Base):
+    """The documents an example was derived from: forgetting one removes the example."""
+
+    __tablename__ = "fewshot_example_documents"
+
+    example_id: Mapped[str] = mapped_column(
+        ForeignKey("fewshot_examples.id", ondelete="CASCADE"), primary_key=True
+    )
+    document_pk: Mapped[int] = mapped_column(
+        ForeignKey("documents.pk", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class FewshotState(Base):
+    """The retained state of each task's example selection (kbase.fewshot), and a
+    signature of the pool it was fitted on."""
+
+    __tablename__ = "fewshot_state"
+
+    task: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pool_signature: Mapped[str] = mapped_column(String(80))
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -60,43 +60,64 @@ def history(session: Session, fact_id: int) -> list[dict[str, Any]]:
     """Every version of the fact ``fact_id`` belongs to, oldest first, with evidence."""
     fact = session.get(Fact, fact_id)
     if fact is None:
-        raise NotFoundError(f"no fact with id {fact_id}: find ids with `kb facts list` or `kb search`")
-    versions = list(session.scalars(
-        select(Fact).where(Fact.lineage_id == fact.lineage_id).order_by(Fact.valid_from, Fact.id)
-    ))
-    docs = documents_by_pk(session, {v.document_pk for v in versions}
-                           | {v.closed_by_pk for v in versions if v.closed_by_pk})
+        raise NotFoundError(
+            f"no fact with id {fact_id}: find ids with `kb facts list` or `kb search`"
+        )
+    versions = list(
+        session.scalars(
+            select(Fact)
+            .where(Fact.lineage_id == fact.lineage_id)
+            .order_by(Fact.valid_from, Fact.id)
+        )
+    )
+    docs = documents_by_pk(
+        session,
+        {v.document_pk for v in versions} | {v.closed_by_pk for v in versions if v.closed_by_pk},
+    )
     out = []
     for v in versions:
         evidence = session.execute(
             select(Evidence.relation, Document.doc_id, Document.published)
             .join(Document, Document.pk == Evidence.document_pk)
-            .where(Evidence.fact_id == v.id).order_by(Evidence.seq, Evidence.id)
+            .where(Evidence.fact_id == v.id)
+            .order_by(Evidence.seq, Evidence.id)
         )
         closed = docs.get(v.closed_by_pk) if v.closed_by_pk else None
-        out.append({
-            "id": v.id,
-            "text": v.text,
-            "current": v.valid_until is None,
-            "valid_from": _dated(docs[v.document_pk]),
-            "valid_until": _dated(closed) if closed else None,
-            "created_by": docs[v.document_pk].doc_id,
-            "closed_by": closed.doc_id if closed else None,
-            "close_reason": v.close_reason,
-            "replaces": v.replaces_id,
-            "evidence": [{"relation": r, "doc_id": d, "published": p.date().isoformat() if p else None}
-                         for r, d, p in evidence],
-        })
+        out.append(
+            {
+                "id": v.id,
+                "text": v.text,
+                "current": v.valid_until is None,
+                "valid_from": _dated(docs[v.document_pk]),
+                "valid_until": _dated(closed) if closed else None,
+                "created_by": docs[v.document_pk].doc_id,
+                "closed_by": closed.doc_id if closed else None,
+                "close_reason": v.close_reason,
+                "replaces": v.replaces_id,
+                "evidence": [
+                    {"relation": r, "doc_id": d, "published": p.date().isoformat() if p else None}
+                    for r, d, p in evidence
+                ],
+            }
+        )
     return out
 
 
 def _dated(doc: Document) -> dict[str, Any]:
-    return {"seq": doc.seq, "doc_id": doc.doc_id,
-            "published": doc.published.date().isoformat() if doc.published else None}
+    return {
+        "seq": doc.seq,
+        "doc_id": doc.doc_id,
+        "published": doc.published.date().isoformat() if doc.published else None,
+    }
 
 
-def facts(session: Session, *, include_closed: bool = False, limit: int | None = None,
-          doc_id: str | None = None) -> list[dict[str, Any]]:
+def facts(
+    session: Session,
+    *,
+    include_closed: bool = False,
+    limit: int | None = None,
+    doc_id: str | None = None,
+) -> list[dict[str, Any]]:
     query = select(Fact, Document.doc_id).join(Document, Document.pk == Fact.document_pk)
     if not include_closed:
         query = query.where(Fact.valid_until.is_(None))
@@ -105,24 +126,43 @@ def facts(session: Session, *, include_closed: bool = False, limit: int | None =
     query = query.order_by(Fact.id)
     if limit:
         query = query.limit(limit)
-    return [{"id": f.id, "text": f.text, "doc_id": d, "current": f.valid_until is None,
-             "close_reason": f.close_reason} for f, d in session.execute(query)]
+    return [
+        {
+            "id": f.id,
+            "text": f.text,
+            "doc_id": d,
+            "current": f.valid_until is None,
+            "close_reason": f.close_reason,
+        }
+        for f, d in session.execute(query)
+    ]
 
 
 def stats(session: Session) -> dict[str, Any]:
     count = func.count()
-    docs = session.execute(select(
-        count, func.coalesce(func.sum(Document.llm_calls), 0),
-        func.coalesce(func.sum(Document.prompt_tokens), 0),
-        func.coalesce(func.sum(Document.cached_tokens), 0),
-        func.coalesce(func.sum(Document.completion_tokens), 0),
-        func.coalesce(func.sum(Document.model_seconds), 0.0),
-    )).one()
+    docs = session.execute(
+        select(
+            count,
+            func.coalesce(func.sum(Document.llm_calls), 0),
+            func.coalesce(func.sum(Document.prompt_tokens), 0),
+            func.coalesce(func.sum(Document.cached_tokens), 0),
+            func.coalesce(func.sum(Document.completion_tokens), 0),
+            func.coalesce(func.sum(Document.model_seconds), 0.0),
+        )
+    ).one()
     current = session.scalar(select(count).select_from(Fact).where(Fact.valid_until.is_(None)))
-    closed = session.scalar(select(count).select_from(Fact).where(
-        or_(Fact.close_reason == "retired", Fact.close_reason == "rewritten")))
-    records = session.execute(select(count, func.coalesce(func.sum(LLMRecord.prompt_tokens), 0),
-                                     func.coalesce(func.sum(LLMRecord.completion_tokens), 0))).one()
+    closed = session.scalar(
+        select(count)
+        .select_from(Fact)
+        .where(or_(Fact.close_reason == "retired", Fact.close_reason == "rewritten"))
+    )
+    records = session.execute(
+        select(
+            count,
+            func.coalesce(func.sum(LLMRecord.prompt_tokens), 0),
+            func.coalesce(func.sum(LLMRecord.completion_tokens), 0),
+        )
+    ).one()
     return {
         "documents": docs[0],
         "facts_current": current,
