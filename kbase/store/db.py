@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from kbase.errors import ConfigError, StoreError, missing_extra
 
@@ -46,9 +45,11 @@ def create_db_engine(url: str) -> Engine:
             import psycopg  # noqa: F401
         except ImportError as exc:
             raise missing_extra("psycopg", "postgres") from exc
-        return create_engine(parsed, poolclass=NullPool)
+        return create_engine(parsed, pool_pre_ping=True)
     if parsed.drivername == "sqlite":
-        engine = create_engine(parsed, poolclass=NullPool)
+        # A pooled connection: closing the last connection to a WAL database
+        # checkpoints it, which would cost milliseconds on every transaction.
+        engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     raise ConfigError(f"unsupported database {parsed.drivername!r}: use SQLite or PostgreSQL")
