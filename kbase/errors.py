@@ -5,7 +5,7 @@ the CLI prints it as is and exits non-zero.
 
     KbaseError
     ├── ConfigError          bad settings, unknown backend/strategy names, missing extras
-    ├── InputError           a source that cannot be read: malformed feed, binary, too big, bad UTF-8
+    ├── InputError           a source that cannot be read (malformed, binary, too big, bad UTF-8)
     │   └── FetchError       an http(s) source that cannot be fetched
     ├── DocumentError        unknown document id, id clash without --replace
     ├── NotFoundError        unknown fact, example or other id

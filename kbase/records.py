@@ -49,8 +49,14 @@ class CallStats:
         return self.prompt_tokens - self.cached_tokens + self.completion_tokens
 
     def merge(self, other: CallStats) -> None:
-        for name in ("calls", "model_calls", "prompt_tokens", "cached_tokens",
-                     "completion_tokens", "seconds"):
+        for name in (
+            "calls",
+            "model_calls",
+            "prompt_tokens",
+            "cached_tokens",
+            "completion_tokens",
+            "seconds",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

@@ -21,8 +21,9 @@ class Citation:
     published: str | None
 
     @classmethod
-    def of(cls, doc_id: str, title: str | None, url: str | None,
-           published: datetime | None) -> Citation:
+    def of(
+        cls, doc_id: str, title: str | None, url: str | None, published: datetime | None
+    ) -> Citation:
         return cls(doc_id, title, url, _iso(published))
 
 
@@ -35,8 +36,13 @@ class FactHit:
     citation: Citation
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "doc_id": self.doc_id,
-                "score": round(self.score, 4), "citation": asdict(self.citation)}
+        return {
+            "id": self.id,
+            "text": self.text,
+            "doc_id": self.doc_id,
+            "score": round(self.score, 4),
+            "citation": asdict(self.citation),
+        }
 
 
 @dataclass(frozen=True)

