@@ -123,7 +123,7 @@ def _change_pool(
     started = time.perf_counter()
     seed = kb.settings.seed
     deleted: list[int] = []
-    with kb.session() as session:
+    with kb.writing(), kb.session() as session:
         recorder = kb.recorder(session)
         kb.vectors(session)
         try:

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from kbase import prompts
 from kbase.config import Settings
 from kbase.embed import Embedder, get_embedder
-from kbase.errors import BadModelOutput, ConfigError, DocumentError, StoreError
+from kbase.errors import BadModelOutput, ConfigError, DocumentError, LockTimeout, StoreError
 from kbase.examples import chosen_examples
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm.base import LLMBackend
+from kbase.locking import writer_lock
 from kbase.paths import kb_folder
 from kbase.pipeline.context import DocContext, DocReport
 from kbase.pipeline.ingest import process_document
@@ -94,6 +95,8 @@ class KnowledgeBase:
         self._backend: LLMBackend | None = None
         #: A backend made from the settings is ours to close; one passed in is the caller's.
         self.owns_backend = True
+        #: Seconds a write waits for another writer (None: $KBASE_LOCK_TIMEOUT or 60).
+        self.lock_timeout: float | None = None
         self._vectors: FactVectors | None = None
 
     # -- opening ----------------------------------------------------------------------
@@ -171,16 +174,24 @@ class KnowledgeBase:
         return Recorder(session, model_id_for(self.settings), self._backend_once)
 
     def vectors(self, session: Session) -> FactVectors:
-        """The fact index, caught up with SQL on first use."""
+        """The fact index, caught up with SQL on first use. A caught-up index is saved
+        only by a process that can take the writer lock right away."""
         if self._vectors is None:
             index = FaissIndex(self.folder / "index", self.embedder.dim)
             self._vectors = FactVectors(self.embedder, index)
             with session.begin():
                 added, removed = self._vectors.sync(session)
             if added or removed:
-                with session.begin():
-                    self._vectors.save(session)
+                try:
+                    with writer_lock(self.folder, self.engine, timeout=0), session.begin():
+                        self._vectors.save(session)
+                except LockTimeout:
+                    pass  # the writer holding it saves the index when it is done
         return self._vectors
+
+    def writing(self) -> AbstractContextManager[None]:
+        """The writer lock: one writer at a time per knowledge base."""
+        return writer_lock(self.folder, self.engine, self.lock_timeout)
 
     # -- ingest -----------------------------------------------------------------------
     def ingest(
@@ -194,7 +205,7 @@ class KnowledgeBase:
         every earlier document stored and the failing one not at all."""
         report = IngestReport()
         started = time.perf_counter()
-        with self.session() as session:
+        with self.writing(), self.session() as session:
             vectors = self.vectors(session)
             recorder = self.recorder(session)
             if progress is not None:
@@ -400,7 +411,7 @@ class KnowledgeBase:
         never been ingested (see docs/design.md)."""
         from kbase.forget import forget_documents
 
-        with self.session() as session:
+        with self.writing(), self.session() as session:
             return forget_documents(self, session, doc_ids)
 
     def index_size(self) -> int:

@@ -1,0 +1,98 @@
+"""One writer at a time per knowledge base.
+
+A writer holds an exclusive ``flock`` on ``<folder>/write.lock`` (the folder holds
+the vector index, which every writer rewrites) and, when the store is in
+PostgreSQL, a session-level advisory lock keyed by the database schema, so two
+hosts sharing one database cannot write at once either. A second writer waits up
+to its timeout, then fails with a message that says who holds the lock.
+Readers take no lock: SQL transactions show them committed documents only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from kbase.errors import LockTimeout
+from kbase.hashing import sha256_hex
+
+#: Seconds a writer waits for another one by default ($KBASE_LOCK_TIMEOUT).
+DEFAULT_TIMEOUT = float(os.environ.get("KBASE_LOCK_TIMEOUT", "60"))
+_POLL = 0.05
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return "another process"
+    return f"process {pid}" if pid else "another process"
+
+
+@contextmanager
+def _file_lock(folder: Path, timeout: float) -> Iterator[None]:
+    path = folder / "write.lock"
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"{_holder(path)} is writing to the knowledge base at {folder}; waited "
+                        f"{timeout:g} s: retry when it is done, or raise KBASE_LOCK_TIMEOUT"
+                    ) from None
+                time.sleep(_POLL)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, timeout: float) -> Iterator[None]:
+    with engine.connect() as connection:
+        schema = connection.execute(text("SELECT current_schema()")).scalar() or "public"
+        key = int(sha256_hex(f"kbase-writer:{schema}")[:15], 16)
+        deadline = time.monotonic() + timeout
+        while not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            connection.rollback()
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"another process is writing to this knowledge base's database (schema "
+                    f"{schema}); waited {timeout:g} s: retry when it is done"
+                )
+            time.sleep(_POLL)
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            connection.commit()
+
+
+@contextmanager
+def writer_lock(folder: Path, engine: Engine, timeout: float | None = None) -> Iterator[None]:
+    """Hold the knowledge base's writer lock for the duration of the block."""
+    wait = DEFAULT_TIMEOUT if timeout is None else timeout
+    with _file_lock(folder, wait):
+        if engine.dialect.name == "postgresql":
+            with _advisory_lock(engine, wait):
+                yield
+        else:
+            yield
