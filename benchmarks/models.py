@@ -1,0 +1,98 @@
+"""The models a benchmark runs on, loaded once before anything is timed.
+
+``fake`` is the deterministic pair the tests use (hashing embedder, fake-world
+LLM): fast, and meaningful only for plumbing. ``real`` is the product default:
+MiniLM and the embedded Qwen2.5-Coder-1.5B in llama.cpp (set ``KBASE_CACHE`` to a
+folder that holds the assembled model file to skip assembling it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kbase.config import Settings
+from kbase.embed.base import Embedder, Vectors
+from kbase.kb import KnowledgeBase
+from kbase.llm.base import LLMBackend
+
+
+class TimedEmbedder(Embedder):
+    """Wraps an embedder and adds up the seconds spent in it.
+
+    It keeps the wrapped model's id, so cached embeddings are shared with it.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.seconds = 0.0
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        started = time.perf_counter()
+        try:
+            return self.inner.embed_batch(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+@dataclass
+class Models:
+    """An embedder and an LLM, shared by every knowledge base a benchmark opens."""
+
+    fake: bool
+    embedder: TimedEmbedder
+    backend: LLMBackend | None
+    embedder_name: str
+    llm_name: str
+    load_seconds: float
+
+    def open(self, folder: Path, strategy: str = "kbase") -> KnowledgeBase:
+        """A fresh knowledge base in ``folder`` on these models."""
+        backend = self.backend
+
+        def make() -> LLMBackend:
+            if backend is None:
+                raise RuntimeError("these models were loaded without an LLM")
+            return backend
+
+        settings = Settings(strategy=strategy, embedder="fake" if self.fake else "minilm")
+        return KnowledgeBase.open(folder, settings=settings, embedder=self.embedder, backend=make)
+
+    def close(self) -> None:
+        """Release the LLM."""
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+def load_models(*, fake: bool, llm: bool = True) -> Models:
+    """Load (and warm) the embedder and, with ``llm``, the LLM."""
+    started = time.perf_counter()
+    backend: LLMBackend | None = None
+    if fake:
+        from kbase.embed.fake import HashingEmbedder
+        from tests.fakeworld import world_llm
+
+        inner: Embedder = HashingEmbedder()
+        backend = world_llm() if llm else None
+        names = ("fake hashing embedder", "fake-world LLM")
+    else:
+        from kbase.embed.minilm import MiniLMEmbedder
+        from kbase.llm import get_backend
+
+        inner = MiniLMEmbedder()
+        inner.embed(["warm up"])
+        backend = get_backend("llama-cpp") if llm else None
+        names = ("all-MiniLM-L6-v2", getattr(backend, "model_id", "none"))
+    return Models(
+        fake=fake,
+        embedder=TimedEmbedder(inner),
+        backend=backend,
+        embedder_name=names[0],
+        llm_name=names[1],
+        load_seconds=round(time.perf_counter() - started, 2),
+    )

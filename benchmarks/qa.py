@@ -1,0 +1,297 @@
+"""Question answering over a dated news stream, every strategy in one process.
+
+For each strategy (same models, same data): a fresh knowledge base ingests the
+documents in date order; each question is answered with ``kb.choose`` as of its
+date, just before the first document published after that date is ingested.
+Reported: accuracy overall, per time of asking, on questions whose answer changed
+and on those whose answer did not; per document the LLM calls, prompt, cached,
+computed (prompt - cached + completion) and completion tokens and wall time.
+
+    python -m benchmarks.synth --out benchmarks/data/synth
+    KBASE_CACHE=/tmp/kbcache python -m benchmarks.qa --docs benchmarks/data/synth/documents.jsonl \\
+        --questions benchmarks/data/synth/questions.jsonl --json benchmarks/results/qa.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from benchmarks import report
+from benchmarks.models import Models, load_models
+from kbase.config import STRATEGIES
+from kbase.kb import KnowledgeBase
+from kbase.sources.base import SourceDocument
+from kbase.store.models import Document, LLMRecord
+
+TOKENS = ("llm_calls", "prompt_tokens", "cached_tokens", "computed_tokens", "completion_tokens")
+PER_DOC = (*TOKENS, "model_seconds", "wall_seconds")
+
+
+def load_stream(
+    docs_path: Path, questions_path: Path, limit_docs: int | None = None
+) -> tuple[list[SourceDocument], list[dict[str, Any]]]:
+    """Documents in date order and questions in order of asking. With ``limit_docs``,
+    only the first documents, and only the questions asked before the next one."""
+    rows = [json.loads(line) for line in docs_path.read_text().splitlines() if line.strip()]
+    docs = sorted(
+        (
+            SourceDocument(
+                doc_id=r["id"],
+                text=r["text"],
+                source=str(docs_path),
+                title=r.get("title"),
+                url=r.get("url"),
+                published=datetime.fromisoformat(r["published"]),
+            )
+            for r in rows
+        ),
+        key=lambda d: d.published or datetime.min,
+    )
+    lines = questions_path.read_text().splitlines()
+    questions = sorted((json.loads(x) for x in lines if x.strip()), key=lambda q: q["asked_at"])
+    if limit_docs is not None and limit_docs < len(docs):
+        cut = docs[limit_docs].published
+        docs = docs[:limit_docs]
+        questions = [q for q in questions if cut and date.fromisoformat(q["asked_at"]) < cut.date()]
+    return docs, questions
+
+
+def _ask(kb: KnowledgeBase, q: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    chosen = kb.choose(q["question"], q["choices"], as_of=date.fromisoformat(q["asked_at"]))
+    return {
+        "id": q["id"],
+        "asked_at": q["asked_at"],
+        "changed": bool(q.get("changed", False)),
+        "chosen": q["choices"][chosen],
+        "correct": q["choices"][chosen] == q["answer"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _accuracy(answers: list[dict[str, Any]]) -> float | None:
+    return round(sum(a["correct"] for a in answers) / len(answers), 4) if answers else None
+
+
+def run_strategy(
+    models: Models,
+    strategy: str,
+    docs: list[SourceDocument],
+    questions: list[dict[str, Any]],
+    folder: Path,
+) -> dict[str, Any]:
+    """Ingest the stream with one strategy, answering each question on time."""
+    kb = models.open(folder, strategy)
+    pending = list(questions)
+    answers: list[dict[str, Any]] = []
+    walls: list[float] = []
+    stored = []
+    try:
+        for n, doc in enumerate(docs, 1):
+            day = doc.published.date() if doc.published else date.max
+            while pending and date.fromisoformat(pending[0]["asked_at"]) < day:
+                answers.append(_ask(kb, pending.pop(0)))
+            started = time.perf_counter()
+            stored += kb.ingest([doc]).stored
+            walls.append(time.perf_counter() - started)
+            print(f"{strategy}: document {n}/{len(docs)} in {walls[-1]:.1f} s", file=sys.stderr)
+        answers += [_ask(kb, q) for q in pending]
+        rows = kb.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
+        by_task = kb.read(
+            lambda s: {
+                task: {"requests": n, "prompt_tokens": p, "completion_tokens": c}
+                for task, n, p, c in s.execute(
+                    select(
+                        LLMRecord.task,
+                        func.count(),
+                        func.sum(LLMRecord.prompt_tokens),
+                        func.sum(LLMRecord.completion_tokens),
+                    ).group_by(LLMRecord.task)
+                )
+            }
+        )
+    finally:
+        kb.close()
+    per_doc = []
+    for row, wall, rep in zip(rows, walls, stored, strict=True):
+        per_doc.append(
+            {
+                "doc_id": row.doc_id,
+                "llm_calls": row.llm_calls,
+                "prompt_tokens": row.prompt_tokens,
+                "cached_tokens": row.cached_tokens,
+                "computed_tokens": row.prompt_tokens - row.cached_tokens + row.completion_tokens,
+                "completion_tokens": row.completion_tokens,
+                "model_seconds": round(row.model_seconds, 3),
+                "wall_seconds": round(wall, 3),
+                "facts_created": rep.facts_created,
+                "facts_rewritten": rep.facts_rewritten,
+                "facts_retired": rep.facts_retired,
+            }
+        )
+    steps: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in answers:
+        steps[a["asked_at"]].append(a)
+    n = max(len(per_doc), 1)
+    return {
+        "accuracy": _accuracy(answers),
+        "accuracy_changed": _accuracy([a for a in answers if a["changed"]]),
+        "accuracy_unchanged": _accuracy([a for a in answers if not a["changed"]]),
+        "accuracy_by_step": {k: _accuracy(v) for k, v in sorted(steps.items())},
+        "questions": len(answers),
+        "documents": len(per_doc),
+        "per_document_mean": {k: round(sum(d[k] for d in per_doc) / n, 3) for k in PER_DOC},
+        "facts": {
+            k: sum(d[k] for d in per_doc)
+            for k in ("facts_created", "facts_rewritten", "facts_retired")
+        },
+        "question_seconds_mean": round(
+            sum(a["seconds"] for a in answers) / max(len(answers), 1), 3
+        ),
+        "recorded_requests_by_task": by_task,
+        "per_document": per_doc,
+        "answers": answers,
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-document cost ratios and accuracy differences between strategies."""
+    out: dict[str, Any] = {}
+    for num, den in (("kbase", "erase-paper"), ("erase-paper", "rag"), ("kbase", "rag")):
+        if num in results and den in results:
+            a, b = results[num], results[den]
+            out[f"{num} / {den} per document"] = {
+                k: _ratio(a["per_document_mean"][k], b["per_document_mean"][k]) for k in PER_DOC
+            }
+            out[f"{num} - {den} accuracy"] = {
+                k: None if a[k] is None or b[k] is None else round(a[k] - b[k], 4)
+                for k in ("accuracy", "accuracy_changed", "accuracy_unchanged")
+            }
+    return out
+
+
+def markdown(data: dict[str, Any], title: str) -> str:
+    """A Markdown report: accuracy and cost per strategy, per step, and the ratios."""
+    res = data["strategies"]
+    rows = [
+        [
+            name,
+            r["accuracy"],
+            r["accuracy_changed"],
+            r["accuracy_unchanged"],
+            *[r["per_document_mean"][k] for k in PER_DOC],
+        ]
+        for name, r in res.items()
+    ]
+    heads = ["strategy", "accuracy", "changed", "unchanged", "LLM calls/doc", "prompt tok/doc"]
+    heads += [
+        "cached tok/doc",
+        "computed tok/doc",
+        "completion tok/doc",
+        "model s/doc",
+        "wall s/doc",
+    ]
+    steps = sorted({s for r in res.values() for s in r["accuracy_by_step"]})
+    step_rows = [[n, *[r["accuracy_by_step"].get(s) for s in steps]] for n, r in res.items()]
+    d = data["data"]
+    out = [
+        f"## {title}",
+        "",
+        f"Machine: {report.describe(data['machine'])}.",
+        f"Models: {data['models']['embedder']}, {data['models']['llm']}.",
+        f"Data: {d['documents']} documents, {d['questions']} questions "
+        f"({d['changed']} whose answer changed), `{d['docs']}`.",
+        "",
+        f"    {data['command']}",
+        "",
+        *(
+            [
+                "The fake LLM answers from the top retrieved fact only and counts words as "
+                "tokens: these numbers show that the harness runs end to end, nothing about "
+                "the quality or the speed of the real models.",
+                "",
+            ]
+            if data["models"].get("fake")
+            else []
+        ),
+        report.table(heads, rows),
+        "",
+        "Accuracy by date of asking:",
+        "",
+        report.table(["strategy", *steps], step_rows),
+    ]
+    comp = data["comparison"]
+    ratios = [[k.removesuffix(" per document"), *v.values()] for k, v in comp.items() if "/" in k]
+    diffs = [[k.removesuffix(" accuracy"), *v.values()] for k, v in comp.items() if " - " in k]
+    if ratios:
+        out += ["", "Cost ratios per document:", "", report.table(["ratio", *heads[4:]], ratios)]
+        out += ["", "Accuracy differences:", "", report.table(["difference", *heads[1:4]], diffs)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the strategies, write the JSON, print (and optionally save) the report."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.qa", description=__doc__)
+    p.add_argument("--docs", type=Path, required=True, help="documents.jsonl")
+    p.add_argument("--questions", type=Path, required=True, help="questions.jsonl")
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--fake", action="store_true", help="fake models (plumbing only)")
+    p.add_argument("--limit-docs", type=int)
+    p.add_argument("--markdown", type=Path, help="also write the report into this file")
+    p.add_argument("--section", help="section key in --markdown (default qa or qa-fake)")
+    args = p.parse_args(argv)
+    docs, questions = load_stream(args.docs, args.questions, args.limit_docs)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    data: dict[str, Any] = {"machine": report.machine(), "command": report.command_line()}
+    models = load_models(fake=args.fake)
+    data["models"] = {"embedder": models.embedder_name, "llm": models.llm_name, "fake": args.fake}
+    data["data"] = {
+        "docs": str(args.docs),
+        "questions_file": str(args.questions),
+        "documents": len(docs),
+        "questions": len(questions),
+        "changed": sum(bool(q.get("changed")) for q in questions),
+        "limit_docs": args.limit_docs,
+    }
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="kbase-qa-") as tmp:
+            for strategy in strategies:
+                results[strategy] = run_strategy(
+                    models, strategy, docs, questions, Path(tmp) / strategy
+                )
+    finally:
+        models.close()
+    data["machine"]["load_average_1m_at_end"] = report.load_average()
+    data["strategies"] = results
+    data["comparison"] = comparison(results)
+    report.write_json(args.json, data)
+    title = (
+        "Question answering (fake models: plumbing numbers only)"
+        if args.fake
+        else ("Question answering on the synthetic news stream")
+    )
+    text = markdown(data, title)
+    print(text)
+    if args.markdown:
+        section = args.section or ("qa-fake" if args.fake else "qa")
+        report.update_section(args.markdown, section, text)
+
+
+if __name__ == "__main__":
+    main()
