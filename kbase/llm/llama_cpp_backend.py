@@ -64,6 +64,21 @@ def reused_prefix(previous: Sequence[int], prompt: Sequence[int], *, logits_live
     return max(common - 1, 0)
 
 
+def _state_cache(llama_cpp: Any, capacity_bytes: int) -> Any:
+    """llama-cpp-python's prefix-keyed RAM cache of model states, with a size that
+    counts each state's logits array too (its own count leaves them out, and they are
+    about 150 MB each for this model), so ``capacity_bytes`` really bounds memory."""
+
+    class StateCache(llama_cpp.LlamaRAMCache):  # type: ignore[misc]
+        @property
+        def cache_size(self) -> int:
+            return sum(
+                state.llama_state_size + state.scores.nbytes for state in self.cache_state.values()
+            )
+
+    return StateCache(capacity_bytes=capacity_bytes)
+
+
 class LlamaCppBackend(LLMBackend):
     """A GGUF chat model in this process; the embedded Qwen2.5-Coder-1.5B by default."""
 
@@ -76,6 +91,7 @@ class LlamaCppBackend(LLMBackend):
         model_id: str | None = None,
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
+        state_cache_bytes: int = 1536 << 20,
     ) -> None:
         try:
             import llama_cpp
@@ -103,6 +119,13 @@ class LlamaCppBackend(LLMBackend):
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {path}: {exc}") from exc
+        self._states: Any = None
+        if state_cache_bytes > 0:
+            # llama.cpp keeps one prompt's KV cache; kbase alternates prompts of three
+            # tasks whose instructions and examples are the same every time. Saved states
+            # let each task resume from its own prefix instead of recomputing it.
+            self._states = _state_cache(llama_cpp, state_cache_bytes)
+            self._llm.set_cache(self._states)
 
     def generate(self, request: LLMRequest) -> LLMResponse:
         options: dict[str, Any] = {}
@@ -148,6 +171,7 @@ class LlamaCppBackend(LLMBackend):
     ) -> tuple[dict[str, Any], LLMResponse]:
         llm = self._require()
         cached_before = llm.input_ids[: llm.n_tokens].tolist()
+        saved = [list(key) for key in self._states.cache_state] if self._states is not None else []
         logits_live = not getattr(llm, "_requires_eval", True)
         start = time.perf_counter()
         try:
@@ -166,7 +190,10 @@ class LlamaCppBackend(LLMBackend):
         # The prompt is evaluated in full before the first token is sampled, so it
         # now heads the model's input ids.
         prompt = llm.input_ids[:prompt_tokens].tolist()
-        cached = reused_prefix(cached_before, prompt, logits_live=logits_live)
+        cached = max(
+            [reused_prefix(cached_before, prompt, logits_live=logits_live)]
+            + [reused_prefix(key, prompt, logits_live=False) for key in saved]
+        )
         response = LLMResponse(
             prompt_tokens=prompt_tokens,
             cached_tokens=cached,
