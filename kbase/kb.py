@@ -31,7 +31,7 @@ from kbase.paths import kb_folder
 from kbase.pipeline.context import DocContext, DocReport
 from kbase.pipeline.ingest import process_document
 from kbase.prompts import Chosen
-from kbase.records import CallStats, Recorder
+from kbase.records import CallStats, Recorder, Use
 from kbase.reports import Answer, Citation, FactHit, ForgetReport, IngestReport
 from kbase.sources.base import SourceDocument
 from kbase.store import queries
@@ -362,6 +362,16 @@ class KnowledgeBase:
             with session.begin():
                 return self._fact_hits(session, hits)
 
+    def _question_context(
+        self, session: Session, hits: list[Hit]
+    ) -> tuple[list[FactHit], list[tuple[str, str]], list[Use]]:
+        """The facts a question's prompt lists, as (date, text), and the documents
+        whose text that puts in the prompt (every version's, for rewritten facts)."""
+        facts = self._fact_hits(session, hits)
+        listed = [(f.citation.published or "undated", f.text) for f in facts]
+        documents = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
+        return facts, listed, [(pk, "context") for pk in sorted(documents)]
+
     def ask(self, question: str, *, k: int | None = None, as_of: date | None = None) -> Answer:
         """Answer ``question`` from the retrieved facts, with the documents it cites."""
         with self.session() as session:
@@ -369,15 +379,11 @@ class KnowledgeBase:
             if not hits:
                 return Answer("The knowledge base has no facts to answer from.", [], [])
             with session.begin():
-                facts = self._fact_hits(session, hits)
-                listed = [(f.citation.published or "undated", f.text) for f in facts]
+                facts, listed, uses = self._question_context(session, hits)
                 request = prompts.answer_request(
                     question, listed, as_of=as_of.isoformat() if as_of else None
                 )
-                uses = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
-                response = self.recorder(session).generate(
-                    request, [(pk, "context") for pk in uses]
-                )
+                response = self.recorder(session).generate(request, uses)
                 text, numbers = _parse_answer(response.text, len(facts))
             citations: list[Citation] = []
             for n in numbers:
@@ -394,13 +400,11 @@ class KnowledgeBase:
         with self.session() as session:
             hits = self._retrieve(session, question, k or self.settings.answer_k, as_of)
             with session.begin():
-                facts = self._fact_hits(session, hits)
-                listed = [(f.citation.published or "undated", f.text) for f in facts]
+                _facts, listed, uses = self._question_context(session, hits)
                 request = prompts.choice_request(
                     question, choices, listed, as_of=as_of.isoformat() if as_of else None
                 )
-                uses = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
-                scores = self.recorder(session).score(request, [(pk, "context") for pk in uses])
+                scores = self.recorder(session).score(request, uses)
             letters = request.choices or ()
             ranked = dict(scores.scores or {})
             return max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))

@@ -155,13 +155,13 @@ BUILTIN_EXAMPLES: tuple[Example, ...] = (
     Example(
         task="rewrite",
         id="builtin-rewrite-1",
-        user=f"Article: {_BANK}\n\nUntrue fact: Lucy Fenn is the chairman of Brightwater Bank.",
+        user=rewrite_example_user(_BANK, "Lucy Fenn is the chairman of Brightwater Bank."),
         assistant=json.dumps({"rewrite": "Omar Haddad is the chairman of Brightwater Bank."}),
     ),
     Example(
         task="rewrite",
         id="builtin-rewrite-2",
-        user=f"Article: {_TRUCKS}\n\nUntrue fact: Polar Freight operates 40 trucks.",
+        user=rewrite_example_user(_TRUCKS, "Polar Freight operates 40 trucks."),
         assistant=json.dumps({"rewrite": "Polar Freight operates 52 trucks."}),
     ),
 )
@@ -336,7 +336,7 @@ def rewrite_request(
     chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
 ) -> LLMRequest:
     """Ask for a version of an untrue fact that is true now, or null."""
-    user = f"{_article(chunk, published)}\n\nUntrue fact: {fact}"
+    user = rewrite_example_user(f"({date_label(published)}) {chunk}", fact)
     return LLMRequest(
         task="rewrite",
         messages=_messages("rewrite", user, examples),
