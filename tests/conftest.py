@@ -16,7 +16,6 @@ from kbase.llm import register_backend
 from kbase.llm.fake import ScriptedLLM
 from tests.fakeworld import world_llm
 
-
 register_backend("fake-world", lambda **_: world_llm())
 
 

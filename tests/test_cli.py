@@ -43,8 +43,9 @@ def kb(kb_dir: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--kb", str(kb_dir), *args], catch_exceptions=False)
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-             *args: str) -> tuple[int, str]:
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str]:
     """Run the real entry point (with its error handling); returns (exit code, stderr)."""
     monkeypatch.setattr(sys, "argv", ["kb", *args])
     with pytest.raises(SystemExit) as exit_info:
@@ -52,7 +53,9 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     return int(exit_info.value.code or 0), capsys.readouterr().err
 
 
-def test_ingest_reports_what_it_stored_and_a_rerun_changes_nothing(kb_dir: Path, feed: Path) -> None:
+def test_ingest_reports_what_it_stored_and_a_rerun_changes_nothing(
+    kb_dir: Path, feed: Path
+) -> None:
     first = kb(kb_dir, "ingest", str(feed))
     assert "acme-1: 2 facts created" in first.output
     assert "Stored 2 documents (0 unchanged)" in first.output
@@ -65,8 +68,14 @@ def test_ask_json_answers_with_citations_and_the_facts_used(kb_dir: Path, feed: 
     kb(kb_dir, "ingest", "--quiet", str(feed))
     data = json.loads(kb(kb_dir, "ask", "--json", "Who is the CEO of Acme?").output)
     assert data["answer"] == "The CEO of Acme is Alice."
-    assert data["citations"] == [{"doc_id": "acme-2", "title": "Acme picks Alice",
-                                  "url": "https://n.example/acme-2", "published": "2024-05-02"}]
+    assert data["citations"] == [
+        {
+            "doc_id": "acme-2",
+            "title": "Acme picks Alice",
+            "url": "https://n.example/acme-2",
+            "published": "2024-05-02",
+        }
+    ]
     assert {"id", "text", "doc_id"} == set(data["facts"][0])
 
 
@@ -112,7 +121,9 @@ def test_forget_restores_what_the_document_changed(kb_dir: Path, feed: Path) -> 
 
 
 def test_errors_are_one_line_and_exit_non_zero(
-    kb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    kb_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     binary = tmp_path / "x.txt"
@@ -140,8 +151,10 @@ def test_commands_on_a_missing_knowledge_base_say_how_to_create_one(
 
 
 def test_help_imports_neither_torch_nor_llama_cpp() -> None:
-    probe = ("import sys, cli; from click.testing import CliRunner; "
-             "CliRunner().invoke(cli.cli, ['--help']); "
-             "print([m for m in ('torch', 'llama_cpp', 'sentence_transformers') if m in sys.modules])")
+    probe = (
+        "import sys, cli; from click.testing import CliRunner; "
+        "CliRunner().invoke(cli.cli, ['--help']); "
+        "print([m for m in ('torch', 'llama_cpp', 'sentence_transformers') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
