@@ -5,7 +5,7 @@ and eps: fit time, mean time of a deletion on the fast path and overall, and the
 fraction of deletions that recompute (seed refit or Lloyd restart). Each
 deletion starts from the same fitted state, so the rate is the rate at that n.
 
-    python -m benchmarks.fewshot_bench --out docs/fewshot_bench.json
+    python -m benchmarks.fewshot_bench --out benchmarks/results/fewshot.json --png docs/img/fewshot.png
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/fewshot_bench.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fewshot.json"))
+    parser.add_argument("--png", type=Path, default=Path("docs/img/fewshot.png"))
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--verify", type=int, default=10, help="refit checks per setting")
     args = parser.parse_args(argv)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(rows, args.out.with_suffix(".png"))
+    plot(rows, args.png)
     print(table(rows))
 
 

@@ -65,10 +65,18 @@ def stream(n: int, seed: int = 0) -> list[SourceDocument]:
     return docs
 
 
-def isolated(doc_id: str, when: datetime) -> SourceDocument:
+UNIQUE = [
+    "Zebra Kites sells striped kites.",
+    "Quartz Lamps ships amber lanterns.",
+    "Velvet Oars rents wooden canoes.",
+    "Maple Drums tunes brass cymbals.",
+]
+
+
+def isolated(doc_id: str, when: datetime, text: str) -> SourceDocument:
     return SourceDocument(
         doc_id=doc_id,
-        text="Zebra Kites sells striped kites.",
+        text=text,
         source="bench",
         title="Zebra Kites",
         published=when,
@@ -101,10 +109,11 @@ def measure(n: int, real: bool, positions: tuple[float, ...]) -> list[dict[str, 
     docs = stream(n)
     base = Path(tempfile.mkdtemp(prefix="kbase-forget-"))
     try:
-        # Isolated documents at each position, so each kind can be forgotten anywhere.
-        for p in positions:
+        # Isolated documents (each its own words) at each position, so each kind can
+        # be forgotten anywhere.
+        for p, text in zip(positions, UNIQUE, strict=False):
             at = int(p * n)
-            docs.insert(at, isolated(f"isolated-{p}", docs[min(at, len(docs) - 1)].published))
+            docs.insert(at, isolated(f"isolated-{p}", docs[min(at, len(docs) - 1)].published, text))
         build_seconds = build(base / "built", docs, real)
         # A rebuild costs the same whichever document it leaves out: measure one.
         rebuild = build(base / "rebuild", docs[1:], real)
