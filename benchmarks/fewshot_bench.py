@@ -5,7 +5,8 @@ and eps: fit time, mean time of a deletion on the fast path and overall, and the
 fraction of deletions that recompute (seed refit or Lloyd restart). Each
 deletion starts from the same fitted state, so the rate is the rate at that n.
 
-    python -m benchmarks.fewshot_bench --out benchmarks/results/fewshot.json --png docs/img/fewshot.png
+    python -m benchmarks.fewshot_bench \
+        --out benchmarks/results/fewshot.json --png docs/img/fewshot.png
 """
 
 from __future__ import annotations
