@@ -254,7 +254,9 @@ def ingest(
         click.echo(
             f"  {doc.doc_id}: {doc.facts_created} facts created, "
             f"{doc.facts_reinforced} reinforced, {doc.facts_retired} retired, "
-            f"{doc.facts_rewritten} rewritten"
+            f"{doc.facts_rewritten} rewritten; {doc.llm_calls} LLM calls, "
+            f"{doc.prompt_tokens} prompt tokens ({doc.cached_tokens} cached), "
+            f"{doc.completion_tokens} generated, {doc.model_seconds:.1f} s"
         )
         for warning in doc.warnings:
             click.echo(f"  warning: {warning}", err=True)
@@ -327,6 +329,16 @@ def search(opts: Options, query: str, k: int | None, as_of: date | None, as_json
 @cli.group()
 def docs() -> None:
     """List and show stored documents."""
+
+
+ACCOUNTING = (
+    "doc_id",
+    "llm_calls",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "model_seconds",
+)
 
 
 def _doc_summary(d: Any) -> dict[str, Any]:
@@ -466,22 +478,45 @@ def history(opts: Options, fact_id: int, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--documents",
+    "per_document",
+    is_flag=True,
+    help="Also list each document's LLM calls, tokens and model time.",
+)
 @json_option
 @pass_options
-def stats(opts: Options, as_json: bool) -> None:
+def stats(opts: Options, per_document: bool, as_json: bool) -> None:
     """Totals: documents, facts, index size, LLM calls and tokens."""
+    from sqlalchemy import select
+
     from kbase.store import queries
+    from kbase.store.models import Document
 
     with opts.open() as kb:
         data = kb.read(queries.stats)
         data["index_vectors"] = kb.index_size()
         data["strategy"] = kb.settings.strategy
         data["llm"] = kb.settings.llm
+        if per_document:
+            data["per_document"] = kb.read(
+                lambda s: [
+                    {k: _doc_summary(d)[k] for k in ACCOUNTING}
+                    for d in s.scalars(select(Document).order_by(Document.seq))
+                ]
+            )
     if as_json:
         _emit_json(data)
         return
     for key, value in data.items():
-        click.echo(f"{key.replace('_', ' ')}: {value}")
+        if key != "per_document":
+            click.echo(f"{key.replace('_', ' ')}: {value}")
+    for r in data.get("per_document", []):
+        click.echo(
+            f"  {r['doc_id']}: {r['llm_calls']} calls, {r['prompt_tokens']} prompt tokens "
+            f"({r['cached_tokens']} cached), {r['completion_tokens']} generated, "
+            f"{r['model_seconds']} s"
+        )
 
 
 @cli.command()

@@ -320,10 +320,12 @@ class KnowledgeBase:
             vectors.index.remove(_ids(ctx.indexed))
             ctx.indexed.clear()
             raise
-        stats = recorder.stats
-        doc.llm_calls, doc.prompt_tokens = stats.calls, stats.prompt_tokens
-        doc.cached_tokens, doc.completion_tokens = stats.cached_tokens, stats.completion_tokens
-        doc.model_seconds = stats.seconds
+        stats, report = recorder.stats, ctx.report
+        doc.llm_calls = report.llm_calls = stats.calls
+        doc.prompt_tokens = report.prompt_tokens = stats.prompt_tokens
+        doc.cached_tokens = report.cached_tokens = stats.cached_tokens
+        doc.completion_tokens = report.completion_tokens = stats.completion_tokens
+        doc.model_seconds = report.model_seconds = round(stats.seconds, 3)
         return ctx
 
     # -- questions --------------------------------------------------------------------

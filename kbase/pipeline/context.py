@@ -25,6 +25,11 @@ class DocReport:
     facts_retired: int = 0
     facts_rewritten: int = 0
     chunks_skipped: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    model_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
 
