@@ -1,0 +1,373 @@
+"""Crash safety: ``kb ingest`` and ``kb forget`` killed with SIGKILL at random moments.
+
+Each kill point runs the real command in a child process (see tests/crashkit.py),
+on a knowledge base of fakes, and kills it a random time into the command (drawn
+within the duration of an uninterrupted run; a quarter of them within its last
+15 %, where the last commit meets the index save). Then:
+
+- the next command opens the store, and the vector index file agrees with SQL
+  (``verify_index`` finds nothing);
+- no document is half-stored: every stored document has its chunks and its
+  recorded ingest answers, nothing refers to a document that is not stored, and
+  the stored documents are a prefix of the batch, in order;
+- re-running the interrupted command finishes the job, and the store is then the
+  one an uninterrupted run gives (same fingerprint: documents once each, facts,
+  validity, provenance, records).
+
+The number of kill points is bounded (``$KBASE_CRASH_POINTS`` scales it, the seed
+is ``$KBASE_CRASH_SEED``); each test prints its tally of kill points tried and
+survived.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from kbase.config import Settings
+from kbase.fingerprint import fingerprint
+from kbase.kb import KnowledgeBase
+from kbase.store.models import Chunk, Document, Fact, LLMRecordUse
+from kbase.verify import verify_index
+from tests.crashkit import news_batch, run_and_kill, run_child, run_cli, write_jsonl
+
+BATCH = 30
+FORGOTTEN = "d03"
+SEED = int(os.environ.get("KBASE_CRASH_SEED", "20240611"))
+SCALE = float(os.environ.get("KBASE_CRASH_POINTS", "1"))
+
+
+@dataclass
+class World:
+    """Reference stores made by uninterrupted runs, and how long those runs took."""
+
+    root: Path
+    batch: Path
+    ids: list[str]
+    canary: str
+    empty: Path
+    ingested: Path
+    forgotten: Path
+    ingest_seconds: float
+    forget_seconds: float
+    ingest_print: str
+    forget_print: str
+
+
+@dataclass
+class Tally:
+    """Kill points of one test: tried (the signal hit a running command), survived
+    (every check held afterwards) and the failures seen."""
+
+    name: str
+    tried: int = 0
+    finished_first: int = 0
+    failures: list[str] = field(default_factory=list)
+    #: Where the kills landed, as the store showed it afterwards.
+    landed: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def survived(self) -> int:
+        return self.tried - len(self.failures)
+
+    def line(self) -> str:
+        return (
+            f"crash[{self.name}]: seed {SEED}, {self.tried} kill points tried, "
+            f"{self.survived} survived ({self.finished_first} runs ended before their signal "
+            "and were tried again sooner); "
+            f"landed: {dict(sorted(self.landed.items()))}"
+        )
+
+
+def store_print(folder: Path) -> str:
+    with KnowledgeBase.open(folder, create=False) as kb:
+        return str(kb.read(fingerprint))
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    root = tmp_path_factory.mktemp("crash")
+    canary = uuid.uuid4().hex
+    records = news_batch(BATCH)
+    records[3]["text"] += f" The code of item 3 is {canary}."
+    batch = write_jsonl(root / "batch.jsonl", records)
+    empty = root / "empty"
+    KnowledgeBase.open(empty, settings=Settings(embedder="fake", llm="fake-world")).close()
+    ingested = copy_store(empty, root / "ingested")
+    ingest = run_child(["--kb", str(ingested), "ingest", "-q", str(batch)])
+    assert ingest.code == 0, ingest.err
+    forgotten = copy_store(ingested, root / "forgotten")
+    forget = run_child(["--kb", str(forgotten), "forget", FORGOTTEN])
+    assert forget.code == 0, forget.err
+    return World(
+        root=root,
+        batch=batch,
+        ids=[r["id"] for r in records],
+        canary=canary,
+        empty=empty,
+        ingested=ingested,
+        forgotten=forgotten,
+        ingest_seconds=ingest.seconds,
+        forget_seconds=forget.seconds,
+        ingest_print=store_print(ingested),
+        forget_print=store_print(forgotten),
+    )
+
+
+def stored_ids(folder: Path) -> list[str]:
+    listed = run_cli(["--kb", str(folder), "docs", "list", "--json"])
+    assert listed.code == 0, listed.err
+    return [d["doc_id"] for d in json.loads(listed.out)]
+
+
+def problems_after_crash(folder: Path) -> list[str]:
+    """What is wrong with the store a killed command left, as seen by the next ones."""
+    problems: list[str] = []
+    nxt = run_cli(["--kb", str(folder), "stats", "--json"])  # the next command
+    if nxt.code != 0:
+        return [f"the next command failed: {nxt.err.strip()}"]
+    with KnowledgeBase.open(folder, create=False) as kb:
+        problems += [f"index: {p}" for p in verify_index(kb)]
+
+        def half_stored(session) -> list[str]:  # type: ignore[no-untyped-def]
+            docs = dict(session.execute(select(Document.pk, Document.doc_id)).tuples().all())
+            chunked = set(session.scalars(select(Chunk.document_pk).distinct()))
+            with_facts = set(session.scalars(select(Fact.document_pk).distinct()))
+            asked = set(
+                session.scalars(
+                    select(LLMRecordUse.document_pk).where(LLMRecordUse.role == "ingest").distinct()
+                )
+            )
+            found = [f"{docs[pk]} has no chunks" for pk in docs.keys() - chunked]
+            found += [f"{docs[pk]} has no recorded ingest answers" for pk in docs.keys() - asked]
+            orphans = (chunked | with_facts | asked) - docs.keys()
+            if orphans:
+                found.append(f"rows of documents that are not stored: {sorted(orphans)}")
+            listed = stored_ids(folder)
+            if len(listed) != len(chunked | with_facts):
+                found.append(
+                    f"`kb docs list` shows {len(listed)} documents, "
+                    f"{len(chunked | with_facts)} have facts or chunks"
+                )
+            return found
+
+        problems += kb.read(half_stored)
+    leftovers = sorted(p.name for p in folder.rglob("*.tmp"))
+    if leftovers:
+        problems.append(f"temporary files left behind: {leftovers}")
+    return problems
+
+
+def files_holding(folder: Path, needle: str) -> list[str]:
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and needle.encode() in p.read_bytes()
+    )
+
+
+def kill(source: Path, folder: Path, args: list[str], after: float, tally: Tally) -> float | None:
+    """Copy ``source`` to ``folder`` and kill ``kb ARGS`` there ``after`` seconds in; a run
+    that ends first (they vary) is tried again sooner, up to four times. Returns the
+    delay that hit a running command, or None."""
+    for _ in range(4):
+        copy_store(source, folder)
+        if run_and_kill(args, after):
+            tally.tried += 1
+            return after
+        tally.finished_first += 1
+        after *= 0.7
+    return None
+
+
+def ingest_kill_point(world: World, folder: Path, after: float, tally: Tally) -> None:
+    args = ["--kb", str(folder), "ingest", "-q", str(world.batch)]
+    hit = kill(world.empty, folder, args, after, tally)
+    if hit is None:
+        return
+    after = hit
+    where = f"ingest killed at {after:.3f} s"
+    problems = problems_after_crash(folder)
+    ids = stored_ids(folder)
+    tally.landed[
+        "before the first commit"
+        if not ids
+        else "after the last commit"
+        if len(ids) == len(world.ids)
+        else "mid-batch"
+    ] += 1
+    if ids != world.ids[: len(ids)]:
+        problems.append(f"stored documents are not a prefix of the batch: {ids}")
+    rerun = run_cli(args)
+    if rerun.code != 0:
+        problems.append(f"the re-run failed: {rerun.err.strip()}")
+    elif stored_ids(folder) != world.ids:
+        problems.append(f"after the re-run the documents are {stored_ids(folder)}")
+    elif store_print(folder) != world.ingest_print:
+        problems.append("after the re-run the store differs from an uninterrupted ingest")
+    if problems:
+        tally.failures.append(f"{where} ({len(ids)} stored): " + "; ".join(problems))
+
+
+def forget_kill_point(world: World, folder: Path, after: float, tally: Tally) -> None:
+    args = ["--kb", str(folder), "forget", FORGOTTEN]
+    hit = kill(world.ingested, folder, args, after, tally)
+    if hit is None:
+        return
+    after = hit
+    where = f"forget killed at {after:.3f} s"
+    problems = problems_after_crash(folder)
+    ids = stored_ids(folder)
+    tally.landed["before the commit" if FORGOTTEN in ids else "after the commit"] += 1
+    if ids not in (world.ids, [i for i in world.ids if i != FORGOTTEN]):
+        problems.append(f"the documents are neither all nor all but {FORGOTTEN}: {ids}")
+    rerun = run_cli(args)
+    gone = rerun.code == 1 and f"no document with id {FORGOTTEN!r}" in rerun.err
+    if rerun.code != 0 and not gone:
+        problems.append(f"the re-run failed: {rerun.err.strip()}")
+    elif gone and FORGOTTEN in ids:
+        problems.append("the re-run says the document is gone, but it was listed")
+    elif store_print(folder) != world.forget_print:
+        problems.append("after the re-run the store differs from an uninterrupted forget")
+    elif files_holding(folder, world.canary):
+        problems.append(f"the forgotten text is still in {files_holding(folder, world.canary)}")
+    if problems:
+        tally.failures.append(f"{where}: " + "; ".join(problems))
+
+
+def run_kill_points(
+    name: str,
+    count: int,
+    duration: float,
+    point: Callable[[Path, float, Tally], None],
+    folder: Path,
+) -> Tally:
+    rng = random.Random(f"{SEED}:{name}")
+    tally = Tally(name)
+    for _ in range(max(1, round(count * SCALE))):
+        # A quarter aim at the end, where the last commit meets the index save.
+        tail = rng.random() < 0.25
+        point(folder, rng.uniform(0.85 * duration if tail else 0.0, duration), tally)
+    print(tally.line())
+    return tally
+
+
+def test_the_reference_runs_are_what_the_kill_points_compare_with(world: World) -> None:
+    assert stored_ids(world.ingested) == world.ids
+    assert stored_ids(world.forgotten) == [i for i in world.ids if i != FORGOTTEN]
+    assert files_holding(world.ingested, world.canary) == ["kbase.db"]
+    assert files_holding(world.forgotten, world.canary) == []
+    assert world.ingest_print != world.forget_print
+
+
+def test_ingest_killed_at_random_points_leaves_a_consistent_store_and_resumes(
+    world: World, tmp_path: Path
+) -> None:
+    def point(folder: Path, after: float, tally: Tally) -> None:
+        ingest_kill_point(world, folder, after, tally)
+
+    tally = run_kill_points("ingest", 14, world.ingest_seconds, point, tmp_path / "kb")
+    assert tally.tried >= 12, tally.line()
+    assert tally.failures == [], tally.line()
+
+
+def test_forget_killed_at_random_points_is_either_undone_or_finished_by_a_rerun(
+    world: World, tmp_path: Path
+) -> None:
+    def point(folder: Path, after: float, tally: Tally) -> None:
+        forget_kill_point(world, folder, after, tally)
+
+    tally = run_kill_points("forget", 10, world.forget_seconds, point, tmp_path / "kb")
+    assert tally.tried >= 8, tally.line()
+    assert tally.failures == [], tally.line()
+
+
+def test_a_30_document_batch_killed_twice_in_the_middle_stores_every_document_once(
+    world: World, tmp_path: Path
+) -> None:
+    folder = copy_store(world.empty, tmp_path / "kb")
+    args = ["--kb", str(folder), "ingest", "-q", str(world.batch)]
+    assert run_and_kill(args, world.ingest_seconds * 0.4)
+    first = stored_ids(folder)
+    assert 0 < len(first) < BATCH and first == world.ids[: len(first)]
+    assert run_and_kill(args, world.ingest_seconds * 0.3)
+    second = stored_ids(folder)
+    assert len(first) <= len(second) < BATCH and second == world.ids[: len(second)]
+    assert problems_after_crash(folder) == []
+    rerun = run_cli(["--kb", str(folder), "ingest", str(world.batch)])
+    assert rerun.code == 0, rerun.err
+    assert f"Stored {BATCH - len(second)} documents ({len(second)} unchanged)" in rerun.out
+    assert stored_ids(folder) == world.ids
+    assert store_print(folder) == world.ingest_print
+    print(f"crash[batch]: 2 kill points tried, 2 survived ({len(first)}, {len(second)} stored)")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: `kb verify` reads the index file without first catching it up from SQL "
+    "as every other command does on open: right after a crash it reports the index missing "
+    "or behind (exit 1) although the store is consistent and the next command repairs it",
+)
+def test_verify_as_the_first_command_after_a_crash_finds_the_store_consistent(
+    world: World, tmp_path: Path
+) -> None:
+    folder = copy_store(world.empty, tmp_path / "kb")
+    args = ["--kb", str(folder), "ingest", "-q", str(world.batch)]
+    assert run_and_kill(args, world.ingest_seconds * 0.5)
+    assert 0 < len(stored_ids(folder)) < BATCH
+    verify = run_cli(["--kb", str(folder), "verify"])
+    assert verify.code == 0, verify.out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: KnowledgeBase.vectors() saves a caught-up index only when vectors were added "
+    "or removed; after a kill between the index file's rename and its stamp's rename the "
+    "vectors match but the stamp stays old, and verify_index reports it for good",
+)
+def test_a_kill_between_the_index_rename_and_the_stamp_rename_is_repaired(
+    world: World, tmp_path: Path
+) -> None:
+    """FaissIndex.save renames the new index file into place, then its stamp: a kill
+    between the two leaves the new vectors with the previous stamp, made here by hand."""
+    folder = copy_store(world.ingested, tmp_path / "kb")
+    stamp = folder / "index" / "vectors.json"
+    stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "state": "previous"}))
+    assert run_cli(["--kb", str(folder), "stats"]).code == 0  # the next command
+    assert problems_after_crash(folder) == []
+
+
+@pytest.mark.slow
+def test_many_more_kill_points(world: World, tmp_path: Path) -> None:
+    """The extended tier: four times the kill points, other seeds."""
+    ingest = run_kill_points(
+        "ingest-slow",
+        56,
+        world.ingest_seconds,
+        lambda f, a, t: ingest_kill_point(world, f, a, t),
+        tmp_path / "kb",
+    )
+    forget = run_kill_points(
+        "forget-slow",
+        40,
+        world.forget_seconds,
+        lambda f, a, t: forget_kill_point(world, f, a, t),
+        tmp_path / "kb",
+    )
+    assert ingest.failures == [] and forget.failures == [], (ingest.line(), forget.line())
