@@ -645,6 +645,7 @@ def verify(opts: Options, deep: bool, as_json: bool) -> None:
     from kbase.verify import verify_deep, verify_index
 
     with opts.open() as kb:
+        kb.index_size()  # catch the index up from SQL first, as every command does
         problems = verify_index(kb)
         if deep:
             problems += verify_deep(kb)
@@ -660,6 +661,11 @@ def verify(opts: Options, deep: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _one_line(text: str) -> str:
+    """Messages can quote user input (a path with a newline, a list of choices)."""
+    return " ".join(text.split())
+
+
 def main() -> None:
     """Entry point: run the CLI, turning kbase errors into one-line messages."""
     from kbase.errors import KbaseError
@@ -669,17 +675,22 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "")
+        where = exc.ctx.command_path if exc.ctx else "kb"
+        click.echo(f"Error: give a command (see `{where} --help`)", err=True)
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "kb"
-        click.echo(f"Error: {exc.format_message()} (see `{where} --help`)", err=True)
+        click.echo(f"Error: {_one_line(exc.format_message())} (see `{where} --help`)", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except KbaseError as exc:
         if os.environ.get("KBASE_DEBUG"):
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted; finished documents are stored.", err=True)

@@ -111,6 +111,8 @@ def read_examples(path: Path) -> list[Example]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InputError(f"{path}:{number}: JSON nested too deeply") from None
         out.append(example_from_record(record, f"{path}:{number}"))
     if not out:
         raise InputError(f"{path} has no examples")

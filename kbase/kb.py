@@ -26,6 +26,7 @@ from kbase.errors import BadModelOutput, ConfigError, DocumentError, LockTimeout
 from kbase.examples import chosen_examples
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm.base import LLMBackend
+from kbase.llm.output import parse_json
 from kbase.locking import writer_lock
 from kbase.paths import kb_folder
 from kbase.pipeline.context import DocContext, DocReport
@@ -128,6 +129,10 @@ class KnowledgeBase:
             raise StoreError(
                 f"no knowledge base at {path}: create one with `kb init` or `kb ingest`"
             )
+        if path.exists() and not path.is_dir():
+            raise StoreError(
+                f"{path} is a file, not a knowledge-base folder: give a folder to --kb"
+            )
         path.mkdir(parents=True, exist_ok=True)
         if not config_path.exists():
             config_path.write_text(
@@ -174,19 +179,23 @@ class KnowledgeBase:
         return Recorder(session, model_id_for(self.settings), self._backend_once)
 
     def vectors(self, session: Session) -> FactVectors:
-        """The fact index, caught up with SQL on first use. A caught-up index is saved
+        """The fact index, caught up with SQL whenever the store changed since it was
+        last synced (another process may have written). A caught-up index is saved
         only by a process that can take the writer lock right away."""
         if self._vectors is None:
             index = FaissIndex(self.folder / "index", self.embedder.dim)
             self._vectors = FactVectors(self.embedder, index)
-            with session.begin():
-                added, removed = self._vectors.sync(session)
-            if added or removed:
-                try:
-                    with writer_lock(self.folder, self.engine, timeout=0), session.begin():
-                        self._vectors.save(session)
-                except LockTimeout:
-                    pass  # the writer holding it saves the index when it is done
+        if session.in_transaction():
+            return self._vectors  # the caller's transaction: synced when it began
+        with session.begin():
+            self._vectors.sync(session)
+            stale = self._vectors.stamp_is_stale(session)
+        if stale:
+            try:
+                with writer_lock(self.folder, self.engine, timeout=0), session.begin():
+                    self._vectors.save(session)
+            except LockTimeout:
+                pass  # the writer holding it saves the index when it is done
         return self._vectors
 
     def writing(self) -> AbstractContextManager[None]:
@@ -466,10 +475,10 @@ def _ids(ids: list[int]) -> Any:
 
 def _parse_answer(text: str | None, n_facts: int) -> tuple[str, list[int]]:
     try:
-        data = json.loads(text or "")
+        data: Any = parse_json(text)
         answer = data["answer"]
         numbers = [int(n) for n in data.get("citations", [])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadModelOutput(
             "the model's answer did not parse; try again, or use `kb search` to see the facts"
         ) from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from kbase.hashing import canonical_json
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
+from kbase.llm.output import clean_text
 from kbase.store.models import LLMRecord, LLMRecordUse
 
 
@@ -106,6 +107,8 @@ class Recorder:
         if record is None:
             started = time.perf_counter()
             response = ask()
+            if response.text is not None:
+                response = replace(response, text=clean_text(response.text))
             if response.seconds == 0.0:
                 response = _with_seconds(response, time.perf_counter() - started)
             record = LLMRecord(
@@ -152,8 +155,6 @@ class Recorder:
 
 
 def _with_seconds(response: LLMResponse, seconds: float) -> LLMResponse:
-    from dataclasses import replace
-
     return replace(response, seconds=seconds)
 
 

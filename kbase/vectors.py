@@ -50,6 +50,8 @@ class FactVectors:
     def __init__(self, embedder: Embedder, index: VectorIndex) -> None:
         self.embedder = embedder
         self.index = index
+        #: The store state the in-memory index was last made to match.
+        self.synced: str | None = None
 
     # -- embeddings -------------------------------------------------------------------
     def embed(self, session: Session, texts: Sequence[str]) -> Vectors:
@@ -139,7 +141,8 @@ class FactVectors:
     def sync(self, session: Session) -> tuple[int, int]:
         """Make the index hold exactly the fact versions in SQL; returns (added, removed)."""
         state = store_state(session)
-        if self.index.state == state and state is not None:
+        if state is not None and state in (self.synced, self.index.state):
+            self.synced = state
             return 0, 0
         in_sql = np.fromiter(session.scalars(select(Fact.id)), dtype=np.int64)
         in_index = self.index.ids()
@@ -156,6 +159,11 @@ class FactVectors:
         """Persist the index stamped with the store state it now reflects."""
         state = store_state(session)
         self.index.save(state or "")
+        self.synced = state
+
+    def stamp_is_stale(self, session: Session) -> bool:
+        """Whether the index file is stamped with another state than the store's."""
+        return (self.index.state or None) != store_state(session)
 
 
 def store_state(session: Session) -> str | None:

@@ -85,7 +85,7 @@ def verify_index(kb: KnowledgeBase) -> list[str]:
             return [f"the vector index {path} cannot be read: {exc}"]
         cached = _cached(session, kb.embedder.model_id, list(facts.values()))
     problems: list[str] = []
-    if on_disk.state != state:
+    if (on_disk.state or None) != (state or None):
         problems.append("the vector index was saved for another store state (it is behind SQL)")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():

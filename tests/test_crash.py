@@ -318,12 +318,6 @@ def test_a_30_document_batch_killed_twice_in_the_middle_stores_every_document_on
     print(f"crash[batch]: 2 kill points tried, 2 survived ({len(first)}, {len(second)} stored)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `kb verify` reads the index file without first catching it up from SQL "
-    "as every other command does on open: right after a crash it reports the index missing "
-    "or behind (exit 1) although the store is consistent and the next command repairs it",
-)
 def test_verify_as_the_first_command_after_a_crash_finds_the_store_consistent(
     world: World, tmp_path: Path
 ) -> None:
@@ -335,12 +329,6 @@ def test_verify_as_the_first_command_after_a_crash_finds_the_store_consistent(
     assert verify.code == 0, verify.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: KnowledgeBase.vectors() saves a caught-up index only when vectors were added "
-    "or removed; after a kill between the index file's rename and its stamp's rename the "
-    "vectors match but the stamp stays old, and verify_index reports it for good",
-)
 def test_a_kill_between_the_index_rename_and_the_stamp_rename_is_repaired(
     world: World, tmp_path: Path
 ) -> None:

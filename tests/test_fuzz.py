@@ -1112,12 +1112,6 @@ def test_any_document_id_can_be_stored_shown_and_forgotten_through_the_cli(
     ran("test_any_document_id_can_be_stored_shown_and_forgotten_through_the_cli")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli.main() prints multi-line messages: a group run without a subcommand "
-    "prints its whole help as 'Error: Usage: ...' (exit 2); click's 'Missing option ... "
-    "Choose from:' lists one choice per line; an argument holding a newline is echoed raw",
-)
 @pytest.mark.parametrize(
     "args",
     [
@@ -1139,11 +1133,6 @@ def test_every_error_message_is_one_line(
     assert len(err.strip().split("\n")) == 1 and err.startswith("Error: "), (args, err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: KnowledgeBase.open() calls mkdir on a --kb path that is a regular file: "
-    "'unexpected FileExistsError ... report it' instead of a StoreError naming the path",
-)
 def test_a_file_given_as_the_knowledge_base_folder_is_a_clear_error(
     cli_world: CliWorld,
 ) -> None:
@@ -1151,11 +1140,6 @@ def test_a_file_given_as_the_knowledge_base_folder_is_a_clear_error(
     assert code == 1 and err.startswith("Error: ") and "unexpected" not in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JSONL line whose JSON escapes hold an unpaired surrogate (\\ud800) is "
-    "accepted by kbase/sources/jsonl.py; storing it fails with 'unexpected UnicodeEncodeError'",
-)
 @fuzz(30)
 @given(
     surrogate=st.integers(0xD800, 0xDFFF).map(lambda c: f"\\u{c:04x}"),
@@ -1171,11 +1155,6 @@ def test_a_jsonl_line_with_an_unpaired_surrogate_is_a_bad_line(
         read_source(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: kbase/curation.py read_examples() catches only JSONDecodeError: a deeply "
-    "nested line is 'unexpected RecursionError' instead of an error naming the line",
-)
 def test_examples_add_with_a_deeply_nested_line_names_the_line(cli_world: CliWorld) -> None:
     code, _, err = run_main(
         ["--kb", str(cli_world.kb), "examples", "add", cli_world.files["deep-examples"]]
@@ -1317,12 +1296,6 @@ def test_bad_answers_change_nothing_and_a_bad_extraction_skips_the_chunk_with_a_
         assert "The CEO of Acme is Alice." in state["current"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an ingest that stores nothing on a store never written saves the index "
-    "stamped '' (vectors.save writes state or ''), and verify_index compares it with None: "
-    "'the vector index was saved for another store state' on a consistent store",
-)
 def test_verify_finds_nothing_wrong_after_a_first_ingest_that_stored_nothing(
     open_kb: Any,
 ) -> None:
@@ -1411,11 +1384,6 @@ def test_any_extraction_answer_and_any_verdict_scores_leave_a_consistent_store(
     assert verify_index(kb) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: kbase/pipeline/extract.py extract_facts() catches only JSONDecodeError: a "
-    "deeply nested garbage answer raises RecursionError and fails the ingest",
-)
 def test_a_deeply_nested_garbage_answer_skips_the_chunk(
     fuzz_kb: tuple[KnowledgeBase, Any],
 ) -> None:
@@ -1425,11 +1393,6 @@ def test_a_deeply_nested_garbage_answer_skips_the_chunk(
     assert report.stored[0].warnings == ["deep-1: chunk 1 skipped, the model's facts did not parse"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an answer holding an unpaired surrogate (a server's \\ud800 escape) is "
-    "recorded and stored as is: 'unexpected UnicodeEncodeError' instead of a clean answer",
-)
 @pytest.mark.parametrize("answer", ['{"facts": ["The CEO of S is \ud800."]}', "\udcff garbage"])
 def test_an_answer_with_an_unpaired_surrogate_does_not_fail_the_ingest(
     fuzz_kb: tuple[KnowledgeBase, Any], answer: str
@@ -1551,19 +1514,12 @@ def test_a_failing_openai_server_is_one_clear_line_and_nothing_stored(
     assert state["docs"] == ["seed"] and state["poisoned"] == 0 and state["index_problems"] == []
 
 
-ODD_SHAPE = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: kbase/llm/openai_backend.py reads 'usage' and 'message' with .get() without "
-    "checking they are objects: 'unexpected AttributeError ... report it' instead of ModelError",
-)
-
-
 @pytest.mark.parametrize(
     "mode",
     [
         "garbage",
-        pytest.param("odd-usage", marks=ODD_SHAPE),
-        pytest.param("odd-choice", marks=ODD_SHAPE),
+        "odd-usage",
+        "odd-choice",
     ],
 )
 def test_an_openai_server_answering_nonsense_skips_chunks_or_fails_cleanly(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from benchmarks.load_bench import documents, make_store, run_phase
@@ -43,11 +42,6 @@ def test_readers_see_only_committed_documents_while_a_writer_ingests(tmp_path: P
     assert stored == INITIAL + phase["documents_written"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: KnowledgeBase.vectors() syncs the in-memory index with SQL only on first "
-    "use, so a KnowledgeBase kept open never finds facts another process committed later",
-)
 def test_a_reader_that_stays_open_finds_documents_committed_after_it_opened(
     tmp_path: Path,
 ) -> None:

@@ -103,7 +103,7 @@ class OpenAIBackend(LLMBackend):
         else:
             data, seconds = self._post_structured(body, request)
         choice = self._first_choice(data)
-        content = (choice.get("message") or {}).get("content")
+        content = self._part(choice, "message").get("content")
         return self._response(data, seconds, text=content if isinstance(content, str) else "")
 
     def score(self, request: LLMRequest) -> LLMResponse:
@@ -225,7 +225,7 @@ class OpenAIBackend(LLMBackend):
         return choices[0]
 
     def _top_logprobs(self, choice: Mapping[str, Any]) -> dict[str, float]:
-        content = (choice.get("logprobs") or {}).get("content") or []
+        content = self._part(choice, "logprobs").get("content") or []
         if not content:
             raise ModelError(
                 f"LLM server at {self.base_url} returned no logprobs: "
@@ -253,16 +253,37 @@ class OpenAIBackend(LLMBackend):
         text: str | None = None,
         scores: Mapping[str, float] | None = None,
     ) -> LLMResponse:
-        usage = data.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
+        usage = self._part(data, "usage")
+        details = self._part(usage, "prompt_tokens_details")
         return LLMResponse(
             text=text,
             scores=scores,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=self._count(usage, "prompt_tokens"),
+            cached_tokens=self._count(details, "cached_tokens"),
+            completion_tokens=self._count(usage, "completion_tokens"),
             seconds=seconds,
         )
+
+    def _part(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        """``data[key]`` if it is an object, {} if absent; anything else is an error."""
+        value = data.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ModelError(
+                f"LLM server at {self.base_url} answered a malformed response ({key!r} is not "
+                "an object): check that it is OpenAI-compatible"
+            )
+        return value
+
+    def _count(self, data: Mapping[str, Any], key: str) -> int:
+        value = data.get(key) or 0
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ModelError(
+                f"LLM server at {self.base_url} answered a malformed response ({key!r} is not "
+                "a number): check that it is OpenAI-compatible"
+            )
+        return int(value)
 
 
 class _Rejected(ModelError):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
 from kbase import prompts
+from kbase.llm.output import parse_json
 from kbase.pipeline.context import DocContext
 
 log = logging.getLogger("kbase")
@@ -45,10 +45,7 @@ def extract_facts(ctx: DocContext, chunk_idx: int, chunk: str) -> list[str] | No
             chunk, title=doc.title, published=doc.published, examples=ctx.examples, attempt=attempt
         )
         response = ctx.recorder.generate(request, ctx.ingest_use)
-        try:
-            facts = clean_facts(json.loads(response.text or ""))
-        except json.JSONDecodeError:
-            facts = None
+        facts = clean_facts(parse_json(response.text))
         if facts is not None:
             return facts
     message = f"{doc.doc_id}: chunk {chunk_idx + 1} skipped, the model's facts did not parse"

@@ -19,12 +19,12 @@ to the old text changes nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kbase import prompts
+from kbase.llm.output import parse_json
 from kbase.pipeline import edits
 from kbase.pipeline.context import DocContext
 from kbase.store.models import Fact
@@ -63,10 +63,7 @@ def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> Non
         chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
     )
     response = ctx.recorder.generate(request, ctx.ingest_use)
-    try:
-        data = json.loads(response.text or "")
-    except json.JSONDecodeError:
-        return  # unparseable: no change
+    data = parse_json(response.text)  # unparseable: None, no change
     if not isinstance(data, dict) or "rewrite" not in data:
         return
     text = data["rewrite"]
@@ -122,10 +119,8 @@ def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
             chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
         )
         response = ctx.recorder.generate(request, ctx.ingest_use)
-        try:
-            verdict = json.loads(response.text or "").get("verdict")
-        except (json.JSONDecodeError, AttributeError):
-            continue
+        data = parse_json(response.text)
+        verdict = data.get("verdict") if isinstance(data, dict) else None
         if verdict == "reinforce":
             edits.reinforce(ctx, fact)
         elif verdict == "make_false":
@@ -159,10 +154,8 @@ def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> l
         chunk, [f.text for f in facts], published=ctx.doc.published, examples=ctx.examples
     )
     response = ctx.recorder.generate(request, ctx.ingest_use)
-    try:
-        verdicts = json.loads(response.text or "").get("verdicts")
-    except (json.JSONDecodeError, AttributeError):
-        return [False] * len(facts)
+    data = parse_json(response.text)
+    verdicts = data.get("verdicts") if isinstance(data, dict) else None
     if not isinstance(verdicts, list) or len(verdicts) != len(facts):
         return [False] * len(facts)
     return [v == "FALSE" for v in verdicts]

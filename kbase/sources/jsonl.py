@@ -72,6 +72,12 @@ def _document(where: str, source: str, line: str) -> SourceDocument:
             f"{where}: {_json_type(record)}, not a JSON object: "
             f"give one JSON object ({_FIELDS}) per line"
         )
+    for key, value in record.items():
+        if isinstance(value, str) and not _encodable(value):
+            raise InputError(
+                f"{where}: {key!r} holds an escape that is not a character (an unpaired "
+                "surrogate such as \\ud800): fix or remove it"
+            )
     return SourceDocument(
         doc_id=_doc_id(where, record),
         text=_text(where, record),
@@ -80,6 +86,14 @@ def _document(where: str, source: str, line: str) -> SourceDocument:
         url=_optional_string(where, record, "url"),
         published=_published(where, record),
     )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _doc_id(where: str, record: dict[str, Any]) -> str:
