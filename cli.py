@@ -44,9 +44,15 @@ class Options:
         llm: str | None,
         llm_url: str | None,
         model: str | None,
+        llm_timeout: float | None,
     ) -> None:
         self.kb, self.db = kb, db
-        self.overrides = {"llm": llm, "llm_url": llm_url, "llm_model": model}
+        self.overrides: dict[str, str | float | None] = {
+            "llm": llm,
+            "llm_url": llm_url,
+            "llm_model": model,
+            "llm_timeout": llm_timeout,
+        }
 
     def open(self, *, create: bool = False) -> KnowledgeBase:
         from kbase.kb import KnowledgeBase
@@ -106,6 +112,13 @@ as_of_option = click.option(
     default=None,
     help="Model name (openai, vllm) or GGUF path (llama-cpp).",
 )
+@click.option(
+    "--llm-timeout",
+    type=click.FloatRange(0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds an LLM server may take per request, each of 3 tries (default 120).",
+)
 @click.version_option(package_name="kbase")
 @click.pass_context
 def cli(
@@ -115,9 +128,10 @@ def cli(
     llm: str | None,
     llm_url: str | None,
     model: str | None,
+    llm_timeout: float | None,
 ) -> None:
     """kbase: a knowledge base that edits itself as news arrives and forgets exactly."""
-    ctx.obj = Options(kb, db, llm, llm_url, model)
+    ctx.obj = Options(kb, db, llm, llm_url, model, llm_timeout)
 
 
 @cli.command()

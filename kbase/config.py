@@ -28,6 +28,8 @@ class Settings:
     llm: str = "llama-cpp"
     llm_model: str | None = None
     llm_url: str | None = None
+    #: Seconds an LLM server may take to answer one request (each of 3 tries).
+    llm_timeout: float = 120.0
     #: Chunk size for extraction, in estimated tokens.
     chunk_tokens: int = 350
     #: Cosine above which a stored fact is a candidate for an edit by new text.

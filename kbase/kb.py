@@ -68,7 +68,9 @@ def _backend_factory(settings: Settings) -> Callable[[], LLMBackend]:
         elif settings.llm == "openai":
             if not settings.llm_url:
                 raise ConfigError("the openai backend needs a server URL: pass --llm-url URL")
-            options.update(base_url=settings.llm_url, model=settings.llm_model)
+            options.update(
+                base_url=settings.llm_url, model=settings.llm_model, timeout=settings.llm_timeout
+            )
         elif settings.llm_model:
             options["model"] = settings.llm_model
         return get_backend(settings.llm, **options)

@@ -158,3 +158,48 @@ def test_help_imports_neither_torch_nor_llama_cpp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_llm_timeout_bounds_the_wait_on_a_hung_server(
+    kb_dir: Path, feed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hung(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            time.sleep(3)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hung)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        started = time.monotonic()
+        code, err = run_main(
+            monkeypatch,
+            capsys,
+            "--kb",
+            str(kb_dir),
+            "--llm",
+            "openai",
+            "--llm-url",
+            url,
+            "--model",
+            "m",
+            "--llm-timeout",
+            "0.2",
+            "ingest",
+            str(feed),
+        )
+        assert code == 1 and "did not answer" in err and len(err.strip().splitlines()) == 1
+        assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert json.loads(kb(kb_dir, "docs", "list", "--json").output) == []
