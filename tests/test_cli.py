@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from cli import cli, main
 from kbase.config import Settings
 from kbase.kb import KnowledgeBase
+from tests.helpers import local_server, no_proxies
 
 FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
 <item><guid>acme-1</guid><title>Acme picks Bob</title><link>https://n.example/acme-1</link>
@@ -163,9 +164,8 @@ def test_help_imports_neither_torch_nor_llama_cpp() -> None:
 def test_llm_timeout_bounds_the_wait_on_a_hung_server(
     kb_dir: Path, feed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     class Hung(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -174,12 +174,9 @@ def test_llm_timeout_bounds_the_wait_on_a_hung_server(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hung)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(variable, raising=False)
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    no_proxies(monkeypatch)
+    with local_server(Hung) as base:
+        url = f"{base}/v1"
         started = time.monotonic()
         code, err = run_main(
             monkeypatch,
@@ -199,7 +196,4 @@ def test_llm_timeout_bounds_the_wait_on_a_hung_server(
         )
         assert code == 1 and "did not answer" in err and len(err.strip().splitlines()) == 1
         assert time.monotonic() - started < 10
-    finally:
-        server.shutdown()
-        server.server_close()
     assert json.loads(kb(kb_dir, "docs", "list", "--json").output) == []

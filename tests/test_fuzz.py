@@ -22,14 +22,13 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,7 +50,7 @@ from kbase.store.models import Chunk, Document, Embedding, Fact, LLMRecord
 from kbase.verify import verify_index
 from tests.crashkit import run_cli
 from tests.fakeworld import world, world_llm
-from tests.helpers import news
+from tests.helpers import local_server, news, no_proxies
 
 DATA = Path(__file__).parent / "data" / "sources"
 EXTENSIONS = ("", ".xml", ".rss", ".atom", ".rdf", ".jsonl", ".txt", ".md", ".html")
@@ -497,13 +496,8 @@ class CountingHandler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def listener() -> Iterator[str]:
     """An http server on 127.0.0.1 that records whether anything was fetched."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), CountingHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with local_server(CountingHandler) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -1446,14 +1440,8 @@ class BadServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def bad_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BadServer)
-    server.daemon_threads = True
-    server.block_on_close = False
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with local_server(BadServer) as url:
+        yield f"{url}/v1"
 
 
 def seeded_kb(tmp_path: Path) -> tuple[Path, Path]:
@@ -1495,9 +1483,8 @@ def test_a_failing_openai_server_is_one_clear_line_and_nothing_stored(
     """The real backend, built through the registry with a 0.5 s timeout (the CLI has no
     option for it: a hung server would take 3 x 120 s plus back-off to fail)."""
     real = BACKENDS["openai"]
-    monkeypatch.setitem(BACKENDS, "openai", lambda **kw: real(timeout=0.5, **kw))
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setitem(BACKENDS, "openai", lambda **kw: real(**{**kw, "timeout": 0.5}))
+    no_proxies(monkeypatch)
     BadServer.mode = mode
     url = f"http://127.0.0.1:{free_port()}/v1" if mode == "down" else bad_server
     folder, source = seeded_kb(tmp_path)
@@ -1525,8 +1512,7 @@ def test_a_failing_openai_server_is_one_clear_line_and_nothing_stored(
 def test_an_openai_server_answering_nonsense_skips_chunks_or_fails_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_server: str, mode: str
 ) -> None:
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(variable, raising=False)
+    no_proxies(monkeypatch)
     BadServer.mode = mode
     folder, source = seeded_kb(tmp_path)
     code, _, err = run_main(

@@ -11,11 +11,10 @@ import io
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,6 +25,7 @@ from kbase.hashing import content_hash
 from kbase.sources import DEFAULT_MAX_BYTES, SourceDocument, read_source
 from kbase.sources.dates import parse_date
 from kbase.sources.html import html_to_text
+from tests.helpers import local_server, no_proxies
 
 DATA = Path(__file__).parent / "data" / "sources"
 RSS = str(DATA / "millbrook-gazette.rss")
@@ -920,19 +920,10 @@ class NewsHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The base URL of a NewsHandler server on 127.0.0.1, with proxies switched off."""
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.delenv("all_proxy", raising=False)
+    no_proxies(monkeypatch)
     NewsHandler.requests_seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NewsHandler)
-    server.daemon_threads = True
-    server.block_on_close = False
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with local_server(NewsHandler) as url:
+        yield url
 
 
 def test_url_feed_is_downloaded_and_parsed(site: str) -> None:
@@ -1054,9 +1045,7 @@ def test_download_that_trickles_in_is_cut_at_the_timeout(site: str) -> None:
 
 
 def test_unreachable_server_is_a_connection_fetch_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HTTP_PROXY", raising=False)
-    monkeypatch.delenv("http_proxy", raising=False)
-    monkeypatch.delenv("ALL_PROXY", raising=False)
+    no_proxies(monkeypatch)
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
