@@ -79,18 +79,7 @@ class FactVectors:
 
     def cached(self, session: Session, hashes: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
         """Cached vectors of the given text hashes (absent ones are left out)."""
-        out: dict[str, npt.NDArray[np.float32]] = {}
-        unique = list(set(hashes))
-        for start in range(0, len(unique), 500):
-            rows = session.execute(
-                select(Embedding.text_hash, Embedding.vector).where(
-                    Embedding.model == self.embedder.model_id,
-                    Embedding.text_hash.in_(unique[start : start + 500]),
-                )
-            )
-            for text_hash, blob in rows:
-                out[text_hash] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        return cached_vectors(session, self.embedder.model_id, hashes)
 
     # -- index ------------------------------------------------------------------------
     def add_facts(self, session: Session, facts: Sequence[Fact]) -> None:
@@ -164,6 +153,25 @@ class FactVectors:
     def stamp_is_stale(self, session: Session) -> bool:
         """Whether the index file is stamped with another state than the store's."""
         return (self.index.state or None) != store_state(session)
+
+
+def cached_vectors(
+    session: Session, model_id: str, hashes: Sequence[str]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """The embedding cache's vectors of ``model_id`` for these text hashes (absent
+    ones are left out)."""
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    unique = list(set(hashes))
+    for start in range(0, len(unique), 500):
+        rows = session.execute(
+            select(Embedding.text_hash, Embedding.vector).where(
+                Embedding.model == model_id,
+                Embedding.text_hash.in_(unique[start : start + 500]),
+            )
+        )
+        for text_hash, blob in rows:
+            out[text_hash] = np.frombuffer(blob, dtype=np.float32)
+    return out
 
 
 def store_state(session: Session) -> str | None:

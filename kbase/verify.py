@@ -21,6 +21,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -34,14 +35,15 @@ from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
 from kbase.sources.base import SourceDocument
 from kbase.store.models import (
     Document,
-    Embedding,
     Fact,
     FewshotExample,
     FewshotExampleDocument,
     LLMRecord,
     LLMRecordUse,
 )
-from kbase.vectors import store_state
+from kbase.vectors import cached_vectors, store_state
+
+Vector = npt.NDArray[np.float32]
 
 #: At most this many ids are named per kind of index problem.
 SHOWN = 10
@@ -50,19 +52,6 @@ SHOWN = 10
 def _ids(ids: Sequence[int]) -> str:
     shown = ", ".join(str(i) for i in sorted(ids)[:SHOWN])
     return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
-
-
-def _cached(session: Session, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    unique = sorted(set(hashes))
-    for start in range(0, len(unique), 500):
-        rows = session.execute(
-            select(Embedding.text_hash, Embedding.vector).where(
-                Embedding.model == model, Embedding.text_hash.in_(unique[start : start + 500])
-            )
-        )
-        out.update({h: bytes(v) for h, v in rows})
-    return out
 
 
 def verify_index(kb: KnowledgeBase) -> list[str]:
@@ -83,7 +72,7 @@ def verify_index(kb: KnowledgeBase) -> list[str]:
             stored = flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.zeros((0, 0))
         except (RuntimeError, AttributeError) as exc:
             return [f"the vector index {path} cannot be read: {exc}"]
-        cached = _cached(session, kb.embedder.model_id, list(facts.values()))
+        cached = cached_vectors(session, kb.embedder.model_id, list(facts.values()))
     problems: list[str] = []
     if (on_disk.state or None) != (state or None):
         problems.append("the vector index was saved for another store state (it is behind SQL)")
@@ -100,10 +89,10 @@ def verify_index(kb: KnowledgeBase) -> list[str]:
     for row, fact_id in enumerate(ids.tolist()):
         if fact_id not in facts:
             continue
-        blob = cached.get(facts[fact_id])
-        if blob is None:
+        vector = cached.get(facts[fact_id])
+        if vector is None:
             uncached.append(fact_id)
-        elif stored[row].astype(np.float32).tobytes() != blob:
+        elif stored[row].astype(np.float32).tobytes() != vector.tobytes():
             different.append(fact_id)
     if uncached:
         problems.append(f"fact versions whose text has no cached embedding: {_ids(uncached)}")
@@ -134,7 +123,7 @@ class _RefusingBackend(LLMBackend):
 class _CacheFirstEmbedder(Embedder):
     """The store's cached vectors, bit for bit; only uncached texts reach ``inner``."""
 
-    def __init__(self, inner: Embedder, lookup: Callable[[list[str]], dict[str, bytes]]) -> None:
+    def __init__(self, inner: Embedder, lookup: Callable[[list[str]], dict[str, Vector]]) -> None:
         self.inner = inner
         self.lookup = lookup
         self.model_id = inner.model_id
@@ -145,9 +134,7 @@ class _CacheFirstEmbedder(Embedder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         hashes = [content_hash(t) for t in texts]
-        found = {
-            h: np.frombuffer(blob, dtype=np.float32) for h, blob in self.lookup(hashes).items()
-        }
+        found = self.lookup(hashes)
         missing = {h: t for h, t in zip(hashes, texts, strict=True) if h not in found}
         if missing:
             fresh = self.inner.embed(list(missing.values()))
@@ -221,7 +208,9 @@ def verify_deep(kb: KnowledgeBase) -> list[str]:
         with Session(kb.engine) as source, source.begin():
             mine = describe(source)
             model = kb.embedder.model_id
-            embedder = _CacheFirstEmbedder(kb.embedder, lambda hs: _cached(source, model, hs))
+            embedder = _CacheFirstEmbedder(
+                kb.embedder, lambda hs: cached_vectors(source, model, hs)
+            )
             backend = _RefusingBackend(supports_logprobs=_scored_verdicts(source))
             rebuilt = KnowledgeBase.open(
                 folder / "kb", settings=kb.settings, embedder=embedder, backend=lambda: backend
