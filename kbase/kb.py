@@ -19,26 +19,25 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from kbase import prompts
+from kbase import questions
 from kbase.config import Settings
 from kbase.embed import Embedder, get_embedder
-from kbase.errors import BadModelOutput, ConfigError, DocumentError, LockTimeout, StoreError
+from kbase.errors import ConfigError, DocumentError, LockTimeout, StoreError
 from kbase.examples import chosen_examples
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm.base import LLMBackend
-from kbase.llm.output import parse_json
 from kbase.locking import writer_lock
 from kbase.paths import kb_folder
 from kbase.pipeline.context import DocContext, DocReport
 from kbase.pipeline.ingest import process_document
 from kbase.prompts import Chosen
-from kbase.records import CallStats, Recorder, Use
-from kbase.reports import Answer, Citation, FactHit, ForgetReport, IngestReport
+from kbase.records import CallStats, Recorder
+from kbase.reports import Answer, FactHit, ForgetReport, IngestReport
 from kbase.sources.base import SourceDocument
 from kbase.store import queries
 from kbase.store.db import open_engine, sqlite_url
 from kbase.store.models import Document, Meta
-from kbase.vectors import FactVectors, Hit, bump_state
+from kbase.vectors import FactVectors, bump_state
 
 CONFIG_FILE = "kbase.json"
 DEFAULT_LLAMA_MODEL_ID = "qwen2.5-coder-1.5b-instruct-q4_k_m"
@@ -340,87 +339,22 @@ class KnowledgeBase:
         return ctx
 
     # -- questions --------------------------------------------------------------------
-    def _retrieve(self, session: Session, query: str, k: int, as_of: date | None) -> list[Hit]:
-        vectors = self.vectors(session)
-        with session.begin():
-            at_seq = queries.seq_as_of(session, as_of) if as_of else None
-        if at_seq == 0:
-            return []
-        vector = self.embedder.embed([query])[0]
-        with session.begin():
-            return vectors.nearest(session, vector, k, at_seq=at_seq)
-
-    def _fact_hits(self, session: Session, hits: list[Hit]) -> list[FactHit]:
-        docs = queries.documents_by_pk(session, {h.fact.document_pk for h in hits})
-        out = []
-        for hit in hits:
-            d = docs[hit.fact.document_pk]
-            out.append(
-                FactHit(
-                    hit.fact.id,
-                    hit.fact.text,
-                    d.doc_id,
-                    hit.score,
-                    Citation.of(d.doc_id, d.title, d.url, d.published),
-                )
-            )
-        return out
-
     def search(
         self, query: str, *, k: int | None = None, as_of: date | None = None
     ) -> list[FactHit]:
         """The facts nearest ``query`` (current ones, or those valid ``as_of``)."""
-        with self.session() as session:
-            hits = self._retrieve(session, query, k or self.settings.answer_k, as_of)
-            with session.begin():
-                return self._fact_hits(session, hits)
-
-    def _question_context(
-        self, session: Session, hits: list[Hit]
-    ) -> tuple[list[FactHit], list[tuple[str, str]], list[Use]]:
-        """The facts a question's prompt lists, as (date, text), and the documents
-        whose text that puts in the prompt (every version's, for rewritten facts)."""
-        facts = self._fact_hits(session, hits)
-        listed = [(f.citation.published or "undated", f.text) for f in facts]
-        documents = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
-        return facts, listed, [(pk, "context") for pk in sorted(documents)]
+        return questions.search(self, query, k or self.settings.answer_k, as_of)
 
     def ask(self, question: str, *, k: int | None = None, as_of: date | None = None) -> Answer:
         """Answer ``question`` from the retrieved facts, with the documents it cites."""
-        with self.session() as session:
-            hits = self._retrieve(session, question, k or self.settings.answer_k, as_of)
-            if not hits:
-                return Answer("The knowledge base has no facts to answer from.", [], [])
-            with session.begin():
-                facts, listed, uses = self._question_context(session, hits)
-                request = prompts.answer_request(
-                    question, listed, as_of=as_of.isoformat() if as_of else None
-                )
-                response = self.recorder(session).generate(request, uses)
-                text, numbers = _parse_answer(response.text, len(facts))
-            citations: list[Citation] = []
-            for n in numbers:
-                c = facts[n - 1].citation
-                if c not in citations:
-                    citations.append(c)
-            return Answer(text, citations, facts)
+        return questions.ask(self, question, k or self.settings.answer_k, as_of)
 
     def choose(
         self, question: str, choices: list[str], *, k: int | None = None, as_of: date | None = None
     ) -> int:
         """Index of the choice the LLM scores highest given the retrieved facts
         (multiple-choice questions, as in the benchmarks)."""
-        with self.session() as session:
-            hits = self._retrieve(session, question, k or self.settings.answer_k, as_of)
-            with session.begin():
-                _facts, listed, uses = self._question_context(session, hits)
-                request = prompts.choice_request(
-                    question, choices, listed, as_of=as_of.isoformat() if as_of else None
-                )
-                scores = self.recorder(session).score(request, uses)
-            letters = request.choices or ()
-            ranked = dict(scores.scores or {})
-            return max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
+        return questions.choose(self, question, choices, k or self.settings.answer_k, as_of)
 
     # -- forgetting -------------------------------------------------------------------
     def forget(self, doc_ids: list[str]) -> ForgetReport:
@@ -473,17 +407,3 @@ def _ids(ids: list[int]) -> Any:
     import numpy as np
 
     return np.array(ids, dtype=np.int64)
-
-
-def _parse_answer(text: str | None, n_facts: int) -> tuple[str, list[int]]:
-    try:
-        data: Any = parse_json(text)
-        answer = data["answer"]
-        numbers = [int(n) for n in data.get("citations", [])]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BadModelOutput(
-            "the model's answer did not parse; try again, or use `kb search` to see the facts"
-        ) from exc
-    if not isinstance(answer, str):
-        raise BadModelOutput("the model's answer did not parse; try again")
-    return answer.strip(), [n for n in numbers if 1 <= n <= n_facts]

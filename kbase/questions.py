@@ -1,0 +1,113 @@
+"""Questions: retrieval of the facts valid now or as of a date, and answers from the
+LLM with citations to the documents behind them."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from kbase import prompts
+from kbase.errors import BadModelOutput
+from kbase.llm.output import parse_json
+from kbase.records import Use
+from kbase.reports import Answer, Citation, FactHit
+from kbase.store import queries
+from kbase.vectors import Hit
+
+if TYPE_CHECKING:
+    from kbase.kb import KnowledgeBase
+
+
+def retrieve(
+    kb: KnowledgeBase, session: Session, query: str, k: int, as_of: date | None
+) -> list[Hit]:
+    """The ``k`` facts nearest ``query`` that are current (or valid ``as_of``)."""
+    vectors = kb.vectors(session)
+    with session.begin():
+        at_seq = queries.seq_as_of(session, as_of) if as_of else None
+    if at_seq == 0:
+        return []
+    vector = kb.embedder.embed([query])[0]
+    with session.begin():
+        return vectors.nearest(session, vector, k, at_seq=at_seq)
+
+
+def fact_hits(session: Session, hits: list[Hit]) -> list[FactHit]:
+    """Retrieved facts with the provenance a user sees."""
+    docs = queries.documents_by_pk(session, {h.fact.document_pk for h in hits})
+    out = []
+    for hit in hits:
+        d = docs[hit.fact.document_pk]
+        citation = Citation.of(d.doc_id, d.title, d.url, d.published)
+        out.append(FactHit(hit.fact.id, hit.fact.text, d.doc_id, hit.score, citation))
+    return out
+
+
+def _context(
+    session: Session, hits: list[Hit]
+) -> tuple[list[FactHit], list[tuple[str, str]], list[Use]]:
+    """The facts a question's prompt lists, as (date, text), and the documents whose
+    text that puts in the prompt (every version's, for rewritten facts)."""
+    facts = fact_hits(session, hits)
+    listed = [(f.citation.published or "undated", f.text) for f in facts]
+    documents = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
+    return facts, listed, [(pk, "context") for pk in sorted(documents)]
+
+
+def search(kb: KnowledgeBase, query: str, k: int, as_of: date | None) -> list[FactHit]:
+    """Retrieval only: the facts nearest ``query`` with their provenance."""
+    with kb.session() as session:
+        hits = retrieve(kb, session, query, k, as_of)
+        with session.begin():
+            return fact_hits(session, hits)
+
+
+def ask(kb: KnowledgeBase, question: str, k: int, as_of: date | None) -> Answer:
+    """The LLM's answer from the retrieved facts, citing the documents it used."""
+    with kb.session() as session:
+        hits = retrieve(kb, session, question, k, as_of)
+        if not hits:
+            return Answer("The knowledge base has no facts to answer from.", [], [])
+        with session.begin():
+            facts, listed, uses = _context(session, hits)
+            request = prompts.answer_request(
+                question, listed, as_of=as_of.isoformat() if as_of else None
+            )
+            response = kb.recorder(session).generate(request, uses)
+            text, numbers = _parse_answer(response.text, len(facts))
+    citations: list[Citation] = []
+    for n in numbers:
+        c = facts[n - 1].citation
+        if c not in citations:
+            citations.append(c)
+    return Answer(text, citations, facts)
+
+
+def choose(kb: KnowledgeBase, question: str, choices: list[str], k: int, as_of: date | None) -> int:
+    with kb.session() as session:
+        hits = retrieve(kb, session, question, k, as_of)
+        with session.begin():
+            _facts, listed, uses = _context(session, hits)
+            request = prompts.choice_request(
+                question, choices, listed, as_of=as_of.isoformat() if as_of else None
+            )
+            scores = kb.recorder(session).score(request, uses)
+    letters = request.choices or ()
+    ranked = dict(scores.scores or {})
+    return max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
+
+
+def _parse_answer(text: str | None, n_facts: int) -> tuple[str, list[int]]:
+    try:
+        data: Any = parse_json(text)
+        answer = data["answer"]
+        numbers = [int(n) for n in data.get("citations", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadModelOutput(
+            "the model's answer did not parse; try again, or use `kb search` to see the facts"
+        ) from exc
+    if not isinstance(answer, str):
+        raise BadModelOutput("the model's answer did not parse; try again")
+    return answer.strip(), [n for n in numbers if 1 <= n <= n_facts]
