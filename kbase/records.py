@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -48,17 +47,6 @@ class CallStats:
     def computed_tokens(self) -> int:
         """Tokens the model actually processed: prompt minus prefix cache, plus output."""
         return self.prompt_tokens - self.cached_tokens + self.completion_tokens
-
-    def merge(self, other: CallStats) -> None:
-        for name in (
-            "calls",
-            "model_calls",
-            "prompt_tokens",
-            "cached_tokens",
-            "completion_tokens",
-            "seconds",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 Use = tuple[int, str]  # (document pk, role: "ingest" | "context")
@@ -142,11 +130,6 @@ class Recorder:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(LLMRecordUse).values(rows).on_conflict_do_nothing()
         self.session.execute(statement)
-
-    def recorded(self, request: LLMRequest) -> bool:
-        """Whether ``request`` has a recorded answer."""
-        key = request.key(self.model_id)
-        return self.session.scalar(select(LLMRecord.key).where(LLMRecord.key == key)) is not None
 
     def close(self) -> None:
         if self._backend is not None:

@@ -48,11 +48,6 @@ class FaissIndex(VectorIndex):
     def state(self) -> str | None:
         return self._state
 
-    def reset(self) -> None:
-        """Drop every vector (used to rebuild from SQL)."""
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        self._state = None
-
     def add(self, ids: Ids, vectors: npt.NDArray[np.float32]) -> None:
         if len(ids) == 0:
             return

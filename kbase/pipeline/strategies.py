@@ -28,7 +28,6 @@ from kbase.llm.output import parse_json
 from kbase.pipeline import edits
 from kbase.pipeline.context import DocContext
 from kbase.store.models import Fact
-from kbase.vectors import Hit
 
 Verdict = str  # "reinforce" | "false" | "keep"
 
@@ -178,4 +177,4 @@ STRATEGIES = {
 }
 
 
-__all__ = ["STRATEGIES", "Hit", "Strategy", "add_new_facts", "candidates"]
+__all__ = ["STRATEGIES", "Strategy", "add_new_facts", "candidates"]
