@@ -109,13 +109,22 @@ def run_strategy(
         rows = kb.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
         by_task = kb.read(
             lambda s: {
-                task: {"requests": n, "prompt_tokens": p, "completion_tokens": c}
-                for task, n, p, c in s.execute(
+                task: {
+                    "requests": n,
+                    "prompt_tokens": p,
+                    "cached_tokens": k,
+                    "computed_tokens": p - k + c,
+                    "completion_tokens": c,
+                    "model_seconds": round(t, 3),
+                }
+                for task, n, p, k, c, t in s.execute(
                     select(
                         LLMRecord.task,
                         func.count(),
                         func.sum(LLMRecord.prompt_tokens),
+                        func.sum(LLMRecord.cached_tokens),
                         func.sum(LLMRecord.completion_tokens),
+                        func.sum(LLMRecord.seconds),
                     ).group_by(LLMRecord.task)
                 )
             }
@@ -159,9 +168,21 @@ def run_strategy(
             sum(a["seconds"] for a in answers) / max(len(answers), 1), 3
         ),
         "recorded_requests_by_task": by_task,
+        "editing_per_document_mean": _editing(by_task, n),
         "per_document": per_doc,
         "answers": answers,
     }
+
+
+#: Tasks that are not editing: extraction (the same for every strategy) and questions.
+NOT_EDITING = ("extract", "choice", "answer")
+
+
+def _editing(by_task: dict[str, dict[str, Any]], documents: int) -> dict[str, float]:
+    """Per document, what the editing tasks (verdicts and rewrites) cost."""
+    editing = [v for task, v in by_task.items() if task not in NOT_EDITING]
+    keys = ("requests", "prompt_tokens", "computed_tokens", "completion_tokens", "model_seconds")
+    return {k: round(sum(v[k] for v in editing) / documents, 3) for k in keys}
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -176,6 +197,10 @@ def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             a, b = results[num], results[den]
             out[f"{num} / {den} per document"] = {
                 k: _ratio(a["per_document_mean"][k], b["per_document_mean"][k]) for k in PER_DOC
+            }
+            out[f"{num} / {den} editing per document"] = {
+                k: _ratio(a["editing_per_document_mean"][k], b["editing_per_document_mean"][k])
+                for k in a["editing_per_document_mean"]
             }
             out[f"{num} - {den} accuracy"] = {
                 k: None if a[k] is None or b[k] is None else round(a[k] - b[k], 4)
@@ -234,11 +259,45 @@ def markdown(data: dict[str, Any], title: str) -> str:
         "",
         report.table(["strategy", *steps], step_rows),
     ]
+    tasks = sorted({t for r in res.values() for t in r["recorded_requests_by_task"]})
+    task_rows = [
+        [
+            n,
+            *[
+                r["recorded_requests_by_task"].get(t, {}).get("computed_tokens", 0) / r["documents"]
+                for t in tasks
+            ],
+        ]
+        for n, r in res.items()
+    ]
+    out += [
+        "",
+        "Computed tokens per document by task (extraction is the same for every strategy; "
+        "`choice` is the questions):",
+        "",
+        report.table(["strategy", *tasks], task_rows),
+    ]
     comp = data["comparison"]
-    ratios = [[k.removesuffix(" per document"), *v.values()] for k, v in comp.items() if "/" in k]
+    ratios = [
+        [k.removesuffix(" per document"), *v.values()]
+        for k, v in comp.items()
+        if "/" in k and "editing" not in k
+    ]
+    editing = [
+        [k.removesuffix(" editing per document"), *v.values()]
+        for k, v in comp.items()
+        if "editing" in k
+    ]
     diffs = [[k.removesuffix(" accuracy"), *v.values()] for k, v in comp.items() if " - " in k]
     if ratios:
         out += ["", "Cost ratios per document:", "", report.table(["ratio", *heads[4:]], ratios)]
+        edit_heads = ["ratio", "requests", "prompt tok", "computed tok", "completion tok"]
+        out += [
+            "",
+            "Cost ratios of the editing alone (verdicts and rewrites, per document):",
+            "",
+            report.table([*edit_heads, "model s"], editing),
+        ]
         out += ["", "Accuracy differences:", "", report.table(["difference", *heads[1:4]], diffs)]
     return "\n".join(out)
 

@@ -38,6 +38,9 @@ class Settings:
     candidate_cap: int = 6
     #: Cosine above which a new fact is the same as a stored one (it reinforces it).
     duplicate_threshold: float = 0.93
+    #: ``kbase``: a fact made false is rewritten as the chunk's new fact that keeps at
+    #: least this share of its words around one changed span; else one is generated.
+    rewrite_swap_share: float = 0.5
     #: Minimum probability of a verdict for an edit to be applied.
     min_confidence: float = 0.55
     #: Facts retrieved to answer a question.

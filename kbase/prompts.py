@@ -48,9 +48,11 @@ SYSTEM = {
     ),
     "paper_verdict": (
         "You keep a knowledge base true as news arrives. You are given a news article and a "
-        "stored fact. Say what the article does to the fact as of the article's date: "
-        "reinforce (the article states or confirms it), make_false (the article shows it is no "
-        "longer true), or no_change (the article does not bear on it)."
+        "stored fact that was true before it. First summarise briefly what the article "
+        "changes and reason about whether the fact is still true as of the article's date. "
+        "Then give the verdict: reinforce (the article makes the fact more likely), make_false "
+        "(the article makes it less likely), or no_change (the article does not bear on it). "
+        "Assume the fact is still true if nothing in the article contradicts it."
     ),
     "rewrite": (
         "A news article has made a stored fact untrue. Rewrite the fact as one short, "
@@ -198,10 +200,17 @@ REWRITE_SCHEMA = {
     "additionalProperties": False,
 }
 
+# ERASE's reference asks for a summary and brief reasoning before the answer, in up
+# to 100 generated tokens (models/kb_model.py, edit_retrieved_facts, in
+# github.com/belindal/ERASE); the bound on the reasoning keeps the verdict inside
+# a similar budget.
 PAPER_VERDICT_SCHEMA = {
     "type": "object",
-    "properties": {"verdict": {"type": "string", "enum": ["reinforce", "make_false", "no_change"]}},
-    "required": ["verdict"],
+    "properties": {
+        "reasoning": {"type": "string", "maxLength": 400},
+        "verdict": {"type": "string", "enum": ["reinforce", "make_false", "no_change"]},
+    },
+    "required": ["reasoning", "verdict"],
     "additionalProperties": False,
 }
 
@@ -316,18 +325,20 @@ def verdicts_request(
 def paper_verdict_request(
     chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
 ) -> LLMRequest:
-    """ERASE's reference pattern: one generated three-way verdict per stored fact."""
+    """ERASE's reference pattern: one generated three-way verdict per stored fact,
+    after a short summary and reasoning, as the reference asks for them."""
     when = date_label(published)
     user = (
         f"{_article(chunk, published)}\n\nStored fact: {fact}\n\n"
-        f"As of {when}, what does the article do to the stored fact?"
+        f"As of {when}, what does the article do to the stored fact? Summarise and reason "
+        "briefly first, then give the verdict."
     )
     return LLMRequest(
         task="paper_verdict",
         messages=_messages("paper_verdict", user, examples),
         prompt_version=PROMPT_VERSION,
         schema=PAPER_VERDICT_SCHEMA,
-        max_tokens=24,
+        max_tokens=140,
         fields={"chunk": chunk, "fact": fact, "published": when},
     )
 

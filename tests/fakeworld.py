@@ -67,7 +67,7 @@ def world(request: LLMRequest) -> str | Mapping[str, float]:
             verdict = "reinforce"
         else:
             verdict = "no_change"
-        return json.dumps({"verdict": verdict})
+        return json.dumps({"reasoning": "The article is about the fact.", "verdict": verdict})
     if task == "rewrite":
         return json.dumps({"rewrite": contradiction(fields["chunk"], fields["fact"])})
     if task == "answer":

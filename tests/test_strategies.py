@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from kbase.llm.base import LLMRequest
 from kbase.llm.fake import ScriptedLLM
+from kbase.pipeline.strategies import swap_share
 from kbase.store.models import Document, Evidence, Fact
 from tests.conftest import OpenKB
 from tests.fakeworld import world
@@ -75,18 +76,61 @@ def test_a_contradicted_fact_is_rewritten_as_a_new_version_linked_to_the_old(
     assert current(kb) == {"The CEO of Acme is Alice.", "The harbour of Leeds is busy."}
 
 
-def test_kbase_scores_verdicts_and_generates_only_rewrites(open_kb: OpenKB) -> None:
+def test_kbase_scores_verdicts_and_takes_the_rewrite_from_the_new_facts(open_kb: OpenKB) -> None:
     llm = llm_with()
     kb = open_kb(llm=llm)
     kb.ingest([BOB])
     llm.requests.clear()
     kb.ingest([ALICE])
-    assert tasks(llm) == ["extract", "verdict", "rewrite"]
+    assert tasks(llm) == ["extract", "verdict"]  # nothing generated but the facts
     assert llm.requests[1].max_tokens == 1 and llm.requests[1].choices == ("TRUE", "FALSE")
+    assert [f.text for f in facts(kb)].count("The CEO of Acme is Alice.") == 1
+
+
+def only_first_document_facts(request: LLMRequest) -> str:
+    """Extraction that finds nothing after the first document, so no new fact can
+    serve as a rewrite and the model is asked for one."""
+    return world(request) if "Bob" in request.fields["chunk"] else json.dumps({"facts": []})
+
+
+def test_without_a_matching_new_fact_a_rewrite_is_generated(open_kb: OpenKB) -> None:
+    llm = llm_with(extract=only_first_document_facts)
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([ALICE])
+    assert tasks(llm) == ["extract", "verdict", "rewrite"]
+    assert "The CEO of Acme is Alice." in current(kb)
+
+
+def test_a_new_fact_about_something_else_is_not_taken_as_the_rewrite(open_kb: OpenKB) -> None:
+    def kites_after_bob(request: LLMRequest) -> str:
+        if "Bob" in request.fields["chunk"]:
+            return world(request)
+        return json.dumps({"facts": ["Acme sells striped kites."]})
+
+    llm = llm_with(extract=kites_after_bob)
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB, ALICE])
+    assert "rewrite" in tasks(llm)
+    assert current(kb) == {
+        "The CEO of Acme is Alice.",  # the generated rewrite
+        "Acme sells striped kites.",
+        "The harbour of Leeds is busy.",
+    }
+
+
+def test_a_rewrite_is_a_new_fact_with_one_span_changed() -> None:
+    assert swap_share("The CEO of Acme is Bob.", "The CEO of Acme is Alice Chen.") == 5 / 7
+    assert swap_share("Bob Marsh is the CEO of Acme.", "Alice Chen is the CEO of Acme.") == 5 / 7
+    assert swap_share("Polar Freight runs 40 trucks.", "Polar Freight runs 52 trucks.") == 4 / 5
+    assert swap_share("The CEO of Acme is Bob.", "The CFO of Initech is Carol.") == 1 / 6
+    assert swap_share("The CEO of Acme is Bob.", "the CEO of Acme is Bob") == 0.0  # no change
 
 
 def test_a_rewrite_of_null_retires_the_fact(open_kb: OpenKB) -> None:
-    kb = open_kb(llm=llm_with(rewrite=json.dumps({"rewrite": None})))
+    llm = llm_with(extract=only_first_document_facts, rewrite=json.dumps({"rewrite": None}))
+    kb = open_kb(llm=llm)
     kb.ingest([BOB, news("d2", "The CEO of Acme is vacant.", day=2)])
     (bob,) = [f for f in facts(kb) if f.text == "The CEO of Acme is Bob."]
     assert bob.close_reason == "retired" and bob.valid_until == 2
@@ -95,13 +139,14 @@ def test_a_rewrite_of_null_retires_the_fact(open_kb: OpenKB) -> None:
 
 def test_a_rewrite_equal_to_the_old_text_changes_nothing(open_kb: OpenKB) -> None:
     echo = json.dumps({"rewrite": "the CEO of Acme is Bob"})
-    kb = open_kb(llm=llm_with(rewrite=echo))
+    kb = open_kb(llm=llm_with(extract=only_first_document_facts, rewrite=echo))
     kb.ingest([BOB, ALICE])
     assert "The CEO of Acme is Bob." in current(kb)
 
 
 def test_an_unparseable_rewrite_changes_nothing(open_kb: OpenKB) -> None:
-    kb = open_kb(llm=llm_with(rewrite='{"rewrite": "The CEO'))
+    garbled = '{"rewrite": "The CEO'
+    kb = open_kb(llm=llm_with(extract=only_first_document_facts, rewrite=garbled))
     kb.ingest([BOB, ALICE])
     assert "The CEO of Acme is Bob." in current(kb)
 
@@ -142,10 +187,21 @@ def test_a_repeated_fact_reinforces_the_stored_one_instead_of_duplicating_it(
     assert relations(kb, "d2") == [("reinforced", "The CEO of Acme is Bob.")]
 
 
+def test_kbase_asks_no_verdict_about_a_fact_the_new_text_restates(open_kb: OpenKB) -> None:
+    llm = llm_with()
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB])
+    llm.requests.clear()
+    kb.ingest([news("d2", "The CEO of Acme is Bob. The harbour of Leeds is busy.", day=2)])
+    assert tasks(llm) == ["extract"]
+    assert ("reinforced", "The CEO of Acme is Bob.") in relations(kb, "d2")
+
+
 def test_a_rewrite_that_repeats_a_stored_fact_retires_and_reinforces_instead(
     open_kb: OpenKB,
 ) -> None:
-    kb = open_kb(llm=llm_with(rewrite=json.dumps({"rewrite": "The harbour of Leeds is busy."})))
+    harbour = json.dumps({"rewrite": "The harbour of Leeds is busy."})
+    kb = open_kb(llm=llm_with(extract=only_first_document_facts, rewrite=harbour))
     kb.ingest([BOB, ALICE])
     (bob,) = [f for f in facts(kb) if f.text == "The CEO of Acme is Bob."]
     assert bob.close_reason == "retired"
@@ -158,7 +214,7 @@ def test_without_logprobs_one_json_answer_judges_the_whole_chunk(open_kb: OpenKB
     kb.ingest([BOB])
     llm.requests.clear()
     kb.ingest([ALICE])
-    assert tasks(llm) == ["extract", "verdicts", "rewrite"]
+    assert tasks(llm) == ["extract", "verdicts"]
     assert "The CEO of Acme is Alice." in current(kb)
 
 
@@ -212,6 +268,6 @@ def test_every_document_records_its_calls_tokens_and_model_time(open_kb: OpenKB)
     kb = open_kb()
     kb.ingest([BOB, ALICE])
     docs = kb.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
-    assert [d.llm_calls for d in docs] == [1, 3]
+    assert [d.llm_calls for d in docs] == [1, 2]  # extract; extract and one verdict
     assert all(d.prompt_tokens > 0 and d.completion_tokens > 0 for d in docs)
-    assert docs[1].cached_tokens > 0  # the rewrite shares the verdict's article prefix
+    assert docs[1].cached_tokens > 0  # prompts share the instructions already computed

@@ -8,8 +8,11 @@ Three strategies share every other part of the pipeline:
   rewrite.
 - ``kbase`` scores TRUE/FALSE from next-token log-probabilities, one short
   request per candidate sharing the article as prefix (or one JSON answer for
-  the whole chunk where the backend has no log-probabilities), and generates
-  only the rewrites. Reinforcement comes from new facts that repeat stored ones.
+  the whole chunk where the backend has no log-probabilities). A fact made
+  false is rewritten as the chunk's new fact that keeps its words around one
+  changed span (``swap_share``); a rewrite is generated only when there is none.
+  Reinforcement comes from new facts that repeat stored ones, and a candidate
+  that a new fact repeats is not judged at all.
 
 Guards common to both editing strategies: candidates are only current facts
 close to the chunk, never the chunk's own document's facts; an answer that does
@@ -74,9 +77,14 @@ def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> Non
     text = " ".join(text.split())
     if _same_text(text, fact.text) or len(text) > 300:
         return  # an "update" that re-emits the old text is no change
+    _replace(ctx, fact, text, chunk_idx)
+
+
+def _replace(ctx: DocContext, fact: Fact, text: str, chunk_idx: int) -> None:
+    """Close ``fact`` in favour of ``text``: its next version, or, when a current
+    fact says ``text`` already, that fact (retire, and reinforce it)."""
     duplicate = _duplicate_of(ctx, text)
     if duplicate is not None:
-        # What the fact should now say is stored already: retire, and that fact holds.
         edits.retire(ctx, fact)
         edits.reinforce(ctx, duplicate)
         return
@@ -105,20 +113,21 @@ def add_new_facts(ctx: DocContext, chunk_idx: int, texts: Sequence[str]) -> None
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    edit: Callable[[DocContext, int, str], None]
+    #: Edits the stored facts for one chunk, given the chunk's extracted facts.
+    edit: Callable[[DocContext, int, str, Sequence[str]], None]
 
 
-def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
+def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
     return None
 
 
-def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
+def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
     for fact in candidates(ctx, chunk, at_least_one=True):
         request = prompts.paper_verdict_request(
             chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
         )
         response = ctx.recorder.generate(request, ctx.ingest_use)
-        data = parse_json(response.text)
+        data = parse_json(response.text)  # the reasoning comes first and is not used
         verdict = data.get("verdict") if isinstance(data, dict) else None
         if verdict == "reinforce":
             edits.reinforce(ctx, fact)
@@ -160,14 +169,58 @@ def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> l
     return [v == "FALSE" for v in verdicts]
 
 
-def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str) -> None:
-    facts = candidates(ctx, chunk)
+def _restated(ctx: DocContext, fact: Fact, new: Sequence[str]) -> bool:
+    """Whether one of the chunk's new facts says the same as ``fact``."""
+    if not new:
+        return False
+    vectors = ctx.vectors.embed(ctx.session, [fact.text, *new])
+    return bool((vectors[1:] @ vectors[0]).max() >= ctx.settings.duplicate_threshold)
+
+
+def _words(text: str) -> list[str]:
+    return text.casefold().rstrip(".!? ").split()
+
+
+def swap_share(old: str, new: str) -> float:
+    """How much of two statements is the same frame around one changed span: the
+    shared leading and trailing words over the longer one's length ("The CEO of
+    Acme is Bob" and "The CEO of Acme is Alice Chen": 5 of 7)."""
+    a, b = _words(old), _words(new)
+    if a == b or not a or not b:
+        return 0.0
+    prefix = 0
+    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < min(len(a), len(b)) - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+    return (prefix + suffix) / max(len(a), len(b))
+
+
+def _swapped(fact: Fact, new: Sequence[str], share: float) -> str | None:
+    """The chunk's new fact that is ``fact`` with one span changed, if any: what the
+    fact says now ("the CEO of Acme is Alice" for "... is Bob")."""
+    scored = [(swap_share(fact.text, text), text) for text in new]
+    best = max(scored, default=(0.0, ""), key=lambda pair: pair[0])
+    return best[1] if best[0] >= share else None
+
+
+def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
+    # A fact the chunk restates is true: add_new_facts reinforces it, unasked.
+    facts = [f for f in candidates(ctx, chunk) if not _restated(ctx, f, new)]
     if not facts:
         return
     judge = _verdicts_scored if ctx.recorder.supports_logprobs else _verdicts_generated
+    unused = list(new)
     for fact, is_false in zip(facts, judge(ctx, chunk, facts), strict=True):
-        if is_false:
-            _apply_false(ctx, fact, chunk, chunk_idx)
+        if not is_false:
+            continue
+        text = _swapped(fact, unused, ctx.settings.rewrite_swap_share)
+        if text is None:
+            _apply_false(ctx, fact, chunk, chunk_idx)  # generate the rewrite
+        else:
+            unused.remove(text)
+            _replace(ctx, fact, text, chunk_idx)  # add_new_facts then finds it stored
 
 
 STRATEGIES = {
