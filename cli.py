@@ -535,14 +535,23 @@ def stats(opts: Options, per_document: bool, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("doc_ids", nargs=-1, required=True)
+@click.option(
+    "--missing-ok",
+    is_flag=True,
+    help="Report ids that are not stored instead of failing (re-running an interrupted forget).",
+)
 @json_option
 @pass_options
-def forget(opts: Options, doc_ids: tuple[str, ...], as_json: bool) -> None:
+def forget(opts: Options, doc_ids: tuple[str, ...], missing_ok: bool, as_json: bool) -> None:
     """Forget documents exactly, as if they had never been ingested."""
     with opts.open() as kb:
-        report = kb.forget(list(doc_ids))
+        report = kb.forget(list(doc_ids), missing_ok=missing_ok)
     if as_json:
         _emit_json(report.to_dict())
+        return
+    for doc_id in report.missing:
+        click.echo(f"{doc_id}: not stored, nothing to do")
+    if not report.forgotten:
         return
     click.echo(
         f"Forgot {', '.join(report.forgotten)}: {report.documents_replayed} later documents "

@@ -181,45 +181,39 @@ def rollback_and_replay_all(
     return deleted, replay_from(kb, session, recorder, int(first), examples)
 
 
-def forget_documents(kb: KnowledgeBase, session: Session, doc_ids: list[str]) -> ForgetReport:
-    """Forget ``doc_ids`` (all replayed at once, from the earliest) in one transaction."""
+def forget_documents(
+    kb: KnowledgeBase, session: Session, doc_ids: list[str], *, missing_ok: bool = False
+) -> ForgetReport:
+    """Forget ``doc_ids`` (all replayed at once, from the earliest) in one transaction.
+
+    An id that is not stored is an error, or with ``missing_ok`` is listed in the
+    report's ``missing``: re-running a forget that was interrupted after its commit
+    then finishes the job (the index save and the compaction that follow a commit).
+    """
     started = time.perf_counter()
     vectors = kb.vectors(session)
     recorder = kb.recorder(session)
     seed = kb.settings.seed
-    report = ForgetReport(forgotten=list(dict.fromkeys(doc_ids)))
+    report = ForgetReport(forgotten=[])
+    deleted: list[int] = []
+    before = after = Counter[str]()
     try:
         with session.begin():
-            targets = sorted(
-                (queries.document(session, i) for i in report.forgotten), key=lambda d: d.seq
-            )
-            target_pks = {d.pk for d in targets}
-            before = _current_texts(session)
-            chosen = chosen_examples(session, kb.embedder, seed)
-            derived = examples_of_documents(session, target_pks)
-            remove_examples(session, seed, derived)
-            now_chosen = chosen_examples(session, kb.embedder, seed)
-            report.fewshot_changed = not same_choice(chosen, now_chosen)
-            if report.fewshot_changed:  # every prompt that showed them changed
-                cut: int | None = int(session.scalar(select(func.min(Document.seq))) or 1)
-            else:
-                cut = first_affected(session, vectors, targets)
-            deleted: list[int] = []
-            if cut is not None:
-                # The targets' own rows from the cut on go with the rollback.
-                deleted += _rollback_from(session, cut)
-            for doc in reversed(targets):
-                if cut is None or doc.seq < cut:
-                    deleted += _remove_own_effects(session, doc)
-            _drop_question_answers(session, sorted(target_pks))
-            for doc in targets:
-                session.delete(doc)
-            session.flush()
-            if cut is not None:
-                report.documents_replayed = replay_from(kb, session, recorder, cut, now_chosen)
-            _collect_garbage(session)
-            bump_state(session)
-            after = _current_texts(session)
+            targets: list[Document] = []
+            for doc_id in dict.fromkeys(doc_ids):
+                doc = queries.find_document(session, doc_id)
+                if doc is not None:
+                    targets.append(doc)
+                elif missing_ok:
+                    report.missing.append(doc_id)
+                else:
+                    queries.document(session, doc_id)  # raises the error for an unknown id
+            report.forgotten = [d.doc_id for d in targets]
+            targets.sort(key=lambda d: d.seq)
+            if targets:
+                deleted, before, after = _forget_targets(
+                    kb, session, vectors, recorder, targets, seed, report
+                )
     except BaseException:
         kb.drop_vectors()
         raise
@@ -230,6 +224,47 @@ def forget_documents(kb: KnowledgeBase, session: Session, doc_ids: list[str]) ->
     report.facts_restored = sum((after - before).values())
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _forget_targets(
+    kb: KnowledgeBase,
+    session: Session,
+    vectors: FactVectors,
+    recorder: Recorder,
+    targets: list[Document],
+    seed: int,
+    report: ForgetReport,
+) -> tuple[list[int], Counter[str], Counter[str]]:
+    """Inside the forget's transaction: remove ``targets`` (in seq order) and replay
+    what they could have changed; returns the deleted fact ids and the current fact
+    texts before and after."""
+    target_pks = {d.pk for d in targets}
+    before = _current_texts(session)
+    chosen = chosen_examples(session, kb.embedder, seed)
+    derived = examples_of_documents(session, target_pks)
+    remove_examples(session, seed, derived)
+    now_chosen = chosen_examples(session, kb.embedder, seed)
+    report.fewshot_changed = not same_choice(chosen, now_chosen)
+    if report.fewshot_changed:  # every prompt that showed them changed
+        cut: int | None = int(session.scalar(select(func.min(Document.seq))) or 1)
+    else:
+        cut = first_affected(session, vectors, targets)
+    deleted: list[int] = []
+    if cut is not None:
+        # The targets' own rows from the cut on go with the rollback.
+        deleted += _rollback_from(session, cut)
+    for doc in reversed(targets):
+        if cut is None or doc.seq < cut:
+            deleted += _remove_own_effects(session, doc)
+    _drop_question_answers(session, sorted(target_pks))
+    for doc in targets:
+        session.delete(doc)
+    session.flush()
+    if cut is not None:
+        report.documents_replayed = replay_from(kb, session, recorder, cut, now_chosen)
+    _collect_garbage(session)
+    bump_state(session)
+    return deleted, before, _current_texts(session)
 
 
 def checkpoint_sqlite(session: Session) -> None:

@@ -357,13 +357,14 @@ class KnowledgeBase:
         return questions.choose(self, question, choices, k or self.settings.answer_k, as_of)
 
     # -- forgetting -------------------------------------------------------------------
-    def forget(self, doc_ids: list[str]) -> ForgetReport:
+    def forget(self, doc_ids: list[str], *, missing_ok: bool = False) -> ForgetReport:
         """Forget documents exactly: the store becomes what it would be had they
-        never been ingested (see docs/design.md)."""
+        never been ingested (see docs/design.md). An unknown id is an error, or with
+        ``missing_ok`` is reported in ``missing`` (re-running an interrupted forget)."""
         from kbase.forget import forget_documents
 
         with self.writing(), self.session() as session:
-            return forget_documents(self, session, doc_ids)
+            return forget_documents(self, session, doc_ids, missing_ok=missing_ok)
 
     def index_size(self) -> int:
         """Number of vectors in the fact index."""

@@ -81,6 +81,8 @@ class IngestReport:
 @dataclass
 class ForgetReport:
     forgotten: list[str]
+    #: Ids asked for that were not stored (``missing_ok``): nothing to do for them.
+    missing: list[str] = field(default_factory=list)
     documents_replayed: int = 0
     model_calls: int = 0
     replayed_calls: int = 0

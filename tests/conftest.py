@@ -1,55 +1,184 @@
-"""Shared fixtures: every test gets its own knowledge-base folder and cache."""
+"""Shared fixtures: every test gets its own knowledge-base folder and cache.
+
+``KBASE_TEST_DATABASE=postgres`` runs the suite on PostgreSQL (the PostgreSQL tier
+of scripts/test.sh): every knowledge base a test creates without naming a database
+gets a fresh schema of the local server instead of SQLite, tests marked ``sqlite``
+are skipped, and the SQLite case of a test run on both databases is skipped.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from kbase.config import Settings
 from kbase.embed.fake import HashingEmbedder
-from kbase.kb import KnowledgeBase
+from kbase.kb import CONFIG_FILE, KnowledgeBase
 from kbase.llm import register_backend
 from kbase.llm.fake import ScriptedLLM
+from kbase.paths import kb_folder
 from tests.fakeworld import world_llm
 
 register_backend("fake-world", lambda **_: world_llm())
 
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KBASE_HOME", str(tmp_path / "kb-home"))
-    monkeypatch.delenv("KBASE_DATABASE_URL", raising=False)
-
-
 OpenKB = Callable[..., KnowledgeBase]
 PG_SERVER = "postgresql://127.0.0.1:5432/test"
+TEST_DATABASE = os.environ.get("KBASE_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in ("sqlite", "postgres"):
+    raise pytest.UsageError(f"KBASE_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgres")
+#: The PostgreSQL tier: knowledge bases the tests create go to PostgreSQL.
+ON_POSTGRES = TEST_DATABASE == "postgres"
+
+
+class PostgresStores:
+    """Fresh schemas and databases of the local server, each dropped by :meth:`drop_all`."""
+
+    def __init__(self) -> None:
+        self._admin: Engine | None = None
+        self.schemas: list[str] = []
+        self.databases: list[str] = []
+
+    @property
+    def admin(self) -> Engine:
+        if self._admin is None:
+            url = PG_SERVER.replace("postgresql:", "postgresql+psycopg:")
+            self._admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        return self._admin
+
+    def schema(self) -> str:
+        """The URL of a new, empty schema."""
+        name = f"kbtest_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as connection:
+            connection.execute(text(f"CREATE SCHEMA {name}"))
+        self.schemas.append(name)
+        return f"{PG_SERVER}?options=-csearch_path%3D{name}"
+
+    def database(self, template: str | None = None) -> str:
+        """The URL of a new database: empty, or a copy of the database ``template``
+        names (which nothing may be connected to)."""
+        name = f"kbtest_{uuid.uuid4().hex[:12]}"
+        copy = f" TEMPLATE {make_url(template).database}" if template else ""
+        with self.admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}{copy}"))
+        self.databases.append(name)
+        return PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        with self.admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        if name in self.databases:
+            self.databases.remove(name)
+
+    def drop_all(self) -> None:
+        if self._admin is None:
+            return
+        with self.admin.connect() as connection:
+            for schema in self.schemas:
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            for name in self.databases:
+                connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        self.schemas, self.databases = [], []
+        self._admin.dispose()
+        self._admin = None
+
+
+def database_url_of(folder: Path) -> str | None:
+    """The database URL a knowledge-base folder names (None: SQLite in the folder)."""
+    config = folder / CONFIG_FILE
+    url = json.loads(config.read_text()).get("database_url") if config.exists() else None
+    return str(url) if url else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="SQLite-specific: not run in the PostgreSQL tier")
+    for item in items:
+        if item.get_closest_marker("sqlite"):
+            item.add_marker(skip)
+
+
+#: Where the PostgreSQL tier puts the schemas of new knowledge bases: the running
+#: test's (dropped after it), else the session's (module fixtures; dropped at the end).
+_BUCKETS: list[PostgresStores] = []
+
+
+def _open_on_postgres(original: Callable[..., KnowledgeBase]) -> Callable[..., KnowledgeBase]:
+    """``KnowledgeBase.open`` that gives a new knowledge base with no database URL a
+    fresh schema."""
+
+    def open_(
+        cls: type[KnowledgeBase],
+        folder: str | Path | None = None,
+        *,
+        database_url: str | None = None,
+        create: bool = True,
+        **options: Any,
+    ) -> KnowledgeBase:
+        path = kb_folder(folder)
+        new = create and (not path.exists() or path.is_dir())
+        new = new and not (path / CONFIG_FILE).exists() and not (path / "kbase.db").exists()
+        if new and not database_url and not os.environ.get("KBASE_DATABASE_URL"):
+            database_url = _BUCKETS[-1].schema()
+        return original(cls, folder, database_url=database_url, create=create, **options)
+
+    return open_
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_tier() -> Iterator[None]:
+    if not ON_POSTGRES:
+        yield
+        return
+    _BUCKETS.append(PostgresStores())
+    original = KnowledgeBase.open.__func__  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(KnowledgeBase, "open", classmethod(_open_on_postgres(original)))
+        try:
+            yield
+        finally:
+            _BUCKETS.pop().drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("KBASE_HOME", str(tmp_path / "kb-home"))
+    monkeypatch.delenv("KBASE_DATABASE_URL", raising=False)
+    if not ON_POSTGRES:
+        yield
+        return
+    _BUCKETS.append(PostgresStores())
+    try:
+        yield
+    finally:
+        _BUCKETS.pop().drop_all()
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A URL to a fresh schema of the local PostgreSQL server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"kbtest_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_SERVER.replace("postgresql:", "postgresql+psycopg:"))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    stores = PostgresStores()
     try:
-        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+        yield stores.schema()
     finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        stores.drop_all()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> str | None:
     """Run a test on SQLite (None: the default file in the folder) and on PostgreSQL."""
     if request.param == "sqlite":
+        if ON_POSTGRES:
+            pytest.skip("the PostgreSQL tier runs this test as its [postgres] case")
         return None
     url: str = request.getfixturevalue("pg_url")
     return url

@@ -9,6 +9,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from kbase.sources.base import SourceDocument
 
@@ -55,3 +56,30 @@ def local_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def rows_holding(url: str, canary: str) -> list[str]:
+    """Every table of the store's schema whose rows, as text, hold the canary (bytea
+    columns print as hex, so the hex of the canary is looked for too)."""
+    engine = create_engine(url.replace("postgresql:", "postgresql+psycopg:"))
+    try:
+        with engine.connect() as connection:
+            tables = connection.scalars(
+                text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+                )
+            ).all()
+            assert "documents" in tables
+            found = []
+            for table in tables:
+                for needle in (canary, canary.encode("utf-8").hex()):
+                    hits = connection.scalar(
+                        text(f'SELECT count(*) FROM "{table}" t WHERE strpos(t::text, :n) > 0'),
+                        {"n": needle},
+                    )
+                    if hits:
+                        found.append(f"{table}: {hits} rows")
+            return found
+    finally:
+        engine.dispose()

@@ -96,6 +96,7 @@ def test_qa_runs_end_to_end_on_fake_models(tmp_path: Path) -> None:
     assert (tmp_path / "qa.png").stat().st_size > 0
 
 
+@pytest.mark.sqlite  # the benchmark reports the size of the SQLite file
 def test_ingest_retrieval_runs_on_fake_models(tmp_path: Path) -> None:
     out, md = tmp_path / "ir.json", tmp_path / "bench.md"
     ingest_retrieval.main(

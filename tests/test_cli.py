@@ -121,6 +121,34 @@ def test_forget_restores_what_the_document_changed(kb_dir: Path, feed: Path) -> 
     assert data["answer"] == "The CEO of Acme is Bob."
 
 
+def test_forget_missing_ok_reports_ids_not_stored_and_succeeds(
+    kb_dir: Path, feed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kb(kb_dir, "ingest", "-q", str(feed))
+    code, err = run_main(monkeypatch, capsys, "--kb", str(kb_dir), "forget", "acme-2", "nope")
+    assert code == 1 and "no document with id 'nope'" in err
+    listed = json.loads(kb(kb_dir, "docs", "list", "--json").output)
+    assert [d["doc_id"] for d in listed] == ["acme-1", "acme-2"]  # a typo changes nothing
+    first = kb(kb_dir, "forget", "--missing-ok", "acme-2", "nope")
+    assert first.exit_code == 0
+    assert first.output.splitlines()[0] == "nope: not stored, nothing to do"
+    assert first.output.splitlines()[1].startswith("Forgot acme-2: ")
+    # Re-running a forget that was interrupted after its commit finishes without error.
+    monkeypatch.setattr(
+        sys, "argv", ["kb", "--kb", str(kb_dir), "forget", "--missing-ok", "acme-2"]
+    )
+    main()  # returns: exit code 0
+    out, err = capsys.readouterr()
+    assert (out, err) == ("acme-2: not stored, nothing to do\n", "")
+    again = kb(kb_dir, "forget", "--missing-ok", "--json", "acme-2")
+    report = json.loads(again.output)
+    assert report["forgotten"] == [] and report["missing"] == ["acme-2"]
+    assert report["documents_replayed"] == 0 and report["facts_removed"] == 0
+    assert kb(kb_dir, "verify").exit_code == 0
+    listed = json.loads(kb(kb_dir, "docs", "list", "--json").output)
+    assert [d["doc_id"] for d in listed] == ["acme-1"]
+
+
 def test_errors_are_one_line_and_exit_non_zero(
     kb_dir: Path,
     tmp_path: Path,

@@ -14,11 +14,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from kbase.kb import KnowledgeBase
 from tests.conftest import OpenKB
-from tests.helpers import news
+from tests.helpers import news, rows_holding
 
 
 def canary_scenario(
@@ -57,6 +56,7 @@ def files_holding(folder: Path, canary: str) -> list[str]:
     return found
 
 
+@pytest.mark.sqlite
 @pytest.mark.parametrize("checkpointed", [False, True], ids=["in-wal", "in-database"])
 def test_a_forgotten_document_leaves_no_byte_in_any_file_of_a_sqlite_store(
     open_kb: OpenKB, tmp_path: Path, checkpointed: bool
@@ -74,33 +74,6 @@ def test_a_forgotten_document_leaves_no_byte_in_any_file_of_a_sqlite_store(
     assert canary not in kb.ask("Who is the CEO of Acme?").answer
     kb.close()
     assert files_holding(folder, canary) == []
-
-
-def rows_holding(url: str, canary: str) -> list[str]:
-    """Every table of the store's schema whose rows, as text, hold the canary (bytea
-    columns print as hex, so the hex of the canary is looked for too)."""
-    engine = create_engine(url.replace("postgresql:", "postgresql+psycopg:"))
-    try:
-        with engine.connect() as connection:
-            tables = connection.scalars(
-                text(
-                    "SELECT table_name FROM information_schema.tables "
-                    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
-                )
-            ).all()
-            assert "documents" in tables
-            found = []
-            for table in tables:
-                for needle in (canary, canary.encode("utf-8").hex()):
-                    hits = connection.scalar(
-                        text(f'SELECT count(*) FROM "{table}" t WHERE strpos(t::text, :n) > 0'),
-                        {"n": needle},
-                    )
-                    if hits:
-                        found.append(f"{table}: {hits} rows")
-            return found
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.postgres

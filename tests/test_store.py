@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 
+from kbase.config import Settings
 from kbase.errors import DocumentError
+from kbase.kb import KnowledgeBase
 from kbase.llm.fake import ScriptedLLM
 from kbase.store.models import Document, Evidence, Fact, LLMRecord
-from tests.conftest import OpenKB
+from kbase.vectors import store_state
+from tests.conftest import ON_POSTGRES, OpenKB
 from tests.fakeworld import world, world_llm
 from tests.helpers import news
 
@@ -23,6 +27,20 @@ ALICE = news("acme-2", "The CEO of Acme is Alice.", day=2, month=5)
 
 def count(kb, model) -> int:  # type: ignore[no-untyped-def]
     return int(kb.read(lambda s: s.scalar(select(func.count()).select_from(model))))
+
+
+def test_a_new_knowledge_base_is_stored_in_the_database_of_the_test_tier(
+    open_kb: OpenKB, tmp_path: Path
+) -> None:
+    """KBASE_TEST_DATABASE=postgres (the PostgreSQL tier) gives every knowledge base a
+    test creates without a URL its own schema; reopening the folder finds it there."""
+    tier = "postgresql" if ON_POSTGRES else "sqlite"
+    assert open_kb(tmp_path / "a").engine.dialect.name == tier
+    KnowledgeBase.open(tmp_path / "b", settings=Settings(embedder="fake")).close()
+    with KnowledgeBase.open(tmp_path / "b", create=False) as kb:
+        assert kb.engine.dialect.name == tier
+        assert kb.settings.embedder == "fake"
+    assert (tmp_path / "b" / "kbase.db").exists() == (not ON_POSTGRES)
 
 
 def test_migrations_are_applied_when_a_store_is_opened(open_kb: OpenKB, database_url) -> None:
@@ -164,3 +182,17 @@ def test_forgetting_an_unknown_id_is_an_error_that_changes_nothing(open_kb: Open
     with pytest.raises(DocumentError, match="no document with id 'nope'"):
         kb.forget(["acme-1", "nope"])
     assert count(kb, Document) == 1
+
+
+def test_forgetting_with_missing_ok_forgets_what_is_stored_and_lists_the_rest(
+    open_kb: OpenKB,
+) -> None:
+    kb = open_kb()
+    kb.ingest([BOB])
+    report = kb.forget(["nope", "acme-1", "nope"], missing_ok=True)
+    assert (report.forgotten, report.missing) == (["acme-1"], ["nope"])
+    assert count(kb, Document) == 0 and kb.index_size() == 0
+    state = kb.read(store_state)
+    again = kb.forget(["acme-1"], missing_ok=True)  # nothing to do, nothing written
+    assert (again.forgotten, again.missing, again.facts_removed) == ([], ["acme-1"], 0)
+    assert kb.read(store_state) == state

@@ -12,8 +12,12 @@ from kbase.errors import DocumentError, NotFoundError
 from kbase.store.models import Document, Evidence, Fact, LLMRecord
 
 
+def find_document(session: Session, doc_id: str) -> Document | None:
+    return session.scalar(select(Document).where(Document.doc_id == doc_id))
+
+
 def document(session: Session, doc_id: str) -> Document:
-    doc = session.scalar(select(Document).where(Document.doc_id == doc_id))
+    doc = find_document(session, doc_id)
     if doc is None:
         raise DocumentError(f"no document with id {doc_id!r}: list them with `kb docs list`")
     return doc
