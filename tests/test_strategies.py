@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -87,10 +88,21 @@ def test_kbase_scores_verdicts_and_takes_the_rewrite_from_the_new_facts(open_kb:
     assert [f.text for f in facts(kb)].count("The CEO of Acme is Alice.") == 1
 
 
-def only_first_document_facts(request: LLMRequest) -> str:
-    """Extraction that finds nothing after the first document, so no new fact can
-    serve as a rewrite and the model is asked for one."""
-    return world(request) if "Bob" in request.fields["chunk"] else json.dumps({"facts": []})
+def after_bob_extracts(*found: str) -> Callable[[LLMRequest], str]:
+    """Extraction as the fake world does it for the Bob article, and ``found`` for
+    any later one."""
+
+    def extract(request: LLMRequest) -> str:
+        if "Bob" in request.fields["chunk"]:
+            return str(world(request))
+        return json.dumps({"facts": list(found)})
+
+    return extract
+
+
+# Nothing extracted after the first document: no new fact can serve as a rewrite, so
+# the model is asked for one.
+only_first_document_facts = after_bob_extracts()
 
 
 def test_without_a_matching_new_fact_a_rewrite_is_generated(open_kb: OpenKB) -> None:
@@ -104,12 +116,7 @@ def test_without_a_matching_new_fact_a_rewrite_is_generated(open_kb: OpenKB) -> 
 
 
 def test_a_new_fact_about_something_else_is_not_taken_as_the_rewrite(open_kb: OpenKB) -> None:
-    def kites_after_bob(request: LLMRequest) -> str:
-        if "Bob" in request.fields["chunk"]:
-            return world(request)
-        return json.dumps({"facts": ["Acme sells striped kites."]})
-
-    llm = llm_with(extract=kites_after_bob)
+    llm = llm_with(extract=after_bob_extracts("Acme sells striped kites."))
     kb = open_kb(llm=llm)
     kb.ingest([BOB, ALICE])
     assert "rewrite" in tasks(llm)

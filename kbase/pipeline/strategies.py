@@ -169,14 +169,6 @@ def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> l
     return [v == "FALSE" for v in verdicts]
 
 
-def _restated(ctx: DocContext, fact: Fact, new: Sequence[str]) -> bool:
-    """Whether one of the chunk's new facts says the same as ``fact``."""
-    if not new:
-        return False
-    vectors = ctx.vectors.embed(ctx.session, [fact.text, *new])
-    return bool((vectors[1:] @ vectors[0]).max() >= ctx.settings.duplicate_threshold)
-
-
 def _words(text: str) -> list[str]:
     return text.casefold().rstrip(".!? ").split()
 
@@ -205,9 +197,23 @@ def _swapped(fact: Fact, new: Sequence[str], share: float) -> str | None:
     return best[1] if best[0] >= share else None
 
 
+def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> list[Fact]:
+    """``facts`` less those one of the chunk's new facts says again (add_new_facts
+    reinforces those: they are true, and no verdict is asked)."""
+    if not facts or not new:
+        return facts
+    stored = ctx.vectors.embed(ctx.session, [f.text for f in facts])
+    fresh = ctx.vectors.embed(ctx.session, list(new))
+    closest = (stored @ fresh.T).max(axis=1)
+    return [
+        f
+        for f, score in zip(facts, closest, strict=True)
+        if score < ctx.settings.duplicate_threshold
+    ]
+
+
 def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
-    # A fact the chunk restates is true: add_new_facts reinforces it, unasked.
-    facts = [f for f in candidates(ctx, chunk) if not _restated(ctx, f, new)]
+    facts = _not_restated(ctx, candidates(ctx, chunk), new)
     if not facts:
         return
     judge = _verdicts_scored if ctx.recorder.supports_logprobs else _verdicts_generated
