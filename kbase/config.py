@@ -43,6 +43,9 @@ class Settings:
     rewrite_swap_share: float = 0.5
     #: Minimum probability of a verdict for an edit to be applied.
     min_confidence: float = 0.55
+    #: ``kbase``: minimum P(FALSE) to edit a fact that none of the chunk's new facts
+    #: restates with a changed span (its rewrite must be generated).
+    unmatched_min_confidence: float = 0.85
     #: Facts retrieved to answer a question.
     answer_k: int = 8
     #: Master seed (few-shot selection).

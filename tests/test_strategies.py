@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from kbase.llm.base import LLMRequest
 from kbase.llm.fake import ScriptedLLM
-from kbase.pipeline.strategies import swap_share
+from kbase.pipeline.wording import same_statement, swap_share
 from kbase.store.models import Document, Evidence, Fact
 from tests.conftest import OpenKB
 from tests.fakeworld import world
@@ -133,6 +133,48 @@ def test_a_rewrite_is_a_new_fact_with_one_span_changed() -> None:
     assert swap_share("Polar Freight runs 40 trucks.", "Polar Freight runs 52 trucks.") == 4 / 5
     assert swap_share("The CEO of Acme is Bob.", "The CFO of Initech is Carol.") == 1 / 6
     assert swap_share("The CEO of Acme is Bob.", "the CEO of Acme is Bob") == 0.0  # no change
+
+
+def test_a_fact_no_new_fact_restates_is_edited_only_on_a_sure_verdict(open_kb: OpenKB) -> None:
+    # "Felix is head of sales" says nothing of the general counsel: a 0.7 FALSE alone,
+    # which would make the model invent the counsel's successor, changes nothing.
+    fairly_sure = {"TRUE": math.log(0.3), "FALSE": math.log(0.7)}
+    llm = llm_with(extract=only_first_document_facts, verdict=fairly_sure)
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB, ALICE])
+    assert "The CEO of Acme is Bob." in current(kb)
+    assert "rewrite" not in tasks(llm)
+
+
+def test_a_new_fact_rewrites_the_stored_fact_whose_replaced_words_the_article_names(
+    open_kb: OpenKB,
+) -> None:
+    # Both stored facts are the new one with one span changed; the article names Oslo,
+    # the club Ana left, so Ana's fact is rewritten and Ben's, judged FALSE with the
+    # same 0.7, keeps its club.
+    fairly_sure = {"TRUE": math.log(0.3), "FALSE": math.log(0.7)}
+    llm = llm_with(verdict=fairly_sure)
+    kb = open_kb(llm=llm)
+    kb.ingest([news("d1", "The club of Ana is Oslo. The club of Ben is Leeds.", day=1)])
+    kb.ingest([news("d2", "Ana left Oslo. The club of Ana is Leeds.", day=2)])
+    assert len([r for r in llm.requests if r.task == "verdict"]) == 2
+    assert current(kb) == {
+        "The club of Ana is Leeds.",
+        "The club of Ben is Leeds.",
+        "Ana left Oslo.",
+    }
+    assert "rewrite" not in tasks(llm)
+
+
+def test_statements_are_the_same_only_in_the_same_words() -> None:
+    assert same_statement("Acme is based in Leeds.", "acme is based in Leeds")
+    assert same_statement("Acme is a company in Leeds.", "Acme is company in Leeds.")
+    # MiniLM puts these above the duplicate threshold; they say different things.
+    assert not same_statement(
+        "Omar Quist is the chief executive of Aurora.",
+        "Omar Quist is the general counsel of Aurora.",
+    )
+    assert not same_statement("Bob was the CEO of Acme.", "Bob is the CEO of Acme.")
 
 
 def test_a_rewrite_of_null_retires_the_fact(open_kb: OpenKB) -> None:

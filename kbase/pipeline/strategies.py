@@ -10,7 +10,8 @@ Three strategies share every other part of the pipeline:
   request per candidate sharing the article as prefix (or one JSON answer for
   the whole chunk where the backend has no log-probabilities). A fact made
   false is rewritten as the chunk's new fact that keeps its words around one
-  changed span (``swap_share``); a rewrite is generated only when there is none.
+  changed span (``rewrite_swap_share``); a rewrite is generated only when there
+  is none, and then only on a surer verdict (``unmatched_min_confidence``).
   Reinforcement comes from new facts that repeat stored ones, and a candidate
   that a new fact repeats is not judged at all.
 
@@ -28,11 +29,9 @@ from dataclasses import dataclass
 
 from kbase import prompts
 from kbase.llm.output import parse_json
-from kbase.pipeline import edits
+from kbase.pipeline import edits, wording
 from kbase.pipeline.context import DocContext
 from kbase.store.models import Fact
-
-Verdict = str  # "reinforce" | "false" | "keep"
 
 
 def candidates(ctx: DocContext, chunk: str, *, at_least_one: bool = False) -> list[Fact]:
@@ -92,12 +91,13 @@ def _replace(ctx: DocContext, fact: Fact, text: str, chunk_idx: int) -> None:
 
 
 def _duplicate_of(ctx: DocContext, text: str) -> Fact | None:
-    """A current fact that says the same as ``text``, if any."""
+    """A current fact that says the same as ``text`` in the same words, if any: close
+    in embedding space, and equal by :func:`wording.same_statement`."""
     vector = ctx.vectors.embed(ctx.session, [text])[0]
     radius = ctx.settings.duplicate_threshold
     edits.note_retrieval(ctx, text, radius)
     hits = ctx.vectors.within(ctx.session, vector, radius)
-    return hits[0].fact if hits else None
+    return next((h.fact for h in hits if wording.same_statement(h.fact.text, text)), None)
 
 
 def add_new_facts(ctx: DocContext, chunk_idx: int, texts: Sequence[str]) -> None:
@@ -145,19 +145,20 @@ def false_probability(scores: dict[str, float]) -> float | None:
     return e_false / (e_true + e_false)
 
 
-def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[bool]:
+def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[float | None]:
+    """P(FALSE) of each fact, from the verdict token's log-probabilities."""
     out = []
     for fact in facts:
         request = prompts.verdict_request(
             chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
         )
         scores = ctx.recorder.score(request, ctx.ingest_use).scores or {}
-        p_false = false_probability(dict(scores))
-        out.append(p_false is not None and p_false >= ctx.settings.min_confidence)
+        out.append(false_probability(dict(scores)))
     return out
 
 
-def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[bool]:
+def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[float | None]:
+    """Each fact's verdict from one generated JSON list: FALSE as 1, TRUE as 0."""
     request = prompts.verdicts_request(
         chunk, [f.text for f in facts], published=ctx.doc.published, examples=ctx.examples
     )
@@ -165,36 +166,31 @@ def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> l
     data = parse_json(response.text)
     verdicts = data.get("verdicts") if isinstance(data, dict) else None
     if not isinstance(verdicts, list) or len(verdicts) != len(facts):
-        return [False] * len(facts)
-    return [v == "FALSE" for v in verdicts]
+        return [None] * len(facts)
+    return [1.0 if v == "FALSE" else 0.0 for v in verdicts]
 
 
-def _words(text: str) -> list[str]:
-    return text.casefold().rstrip(".!? ").split()
-
-
-def swap_share(old: str, new: str) -> float:
-    """How much of two statements is the same frame around one changed span: the
-    shared leading and trailing words over the longer one's length ("The CEO of
-    Acme is Bob" and "The CEO of Acme is Alice Chen": 5 of 7)."""
-    a, b = _words(old), _words(new)
-    if a == b or not a or not b:
-        return 0.0
-    prefix = 0
-    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < min(len(a), len(b)) - prefix and a[-1 - suffix] == b[-1 - suffix]:
-        suffix += 1
-    return (prefix + suffix) / max(len(a), len(b))
-
-
-def _swapped(fact: Fact, new: Sequence[str], share: float) -> str | None:
-    """The chunk's new fact that is ``fact`` with one span changed, if any: what the
-    fact says now ("the CEO of Acme is Alice" for "... is Bob")."""
-    scored = [(swap_share(fact.text, text), text) for text in new]
-    best = max(scored, default=(0.0, ""), key=lambda pair: pair[0])
-    return best[1] if best[0] >= share else None
+def _pair_rewrites(
+    facts: Sequence[Fact], new: Sequence[str], chunk: str, share: float
+) -> dict[int, str]:
+    """For facts judged false, the chunk's new facts that say what each says now: a
+    new fact that is the stored one with one span changed ("the CEO of Acme is
+    Alice" for "... is Bob"). Each new fact serves one stored fact; the closest
+    pairs go first, and of those, pairs whose replaced words the article names
+    ("Alice replaces Bob"), so "The club of Ana is Leeds" rewrites "The club of Ana
+    is Oslo" rather than "The club of Ben is Leeds"."""
+    pairs = []
+    for fact in facts:
+        for text in new:
+            found = wording.swap(fact.text, text)
+            if found.share >= share:
+                pairs.append((wording.mentions(chunk, found.replaced), found.share, fact.id, text))
+    pairs.sort(key=lambda p: (p[0], p[1]), reverse=True)
+    chosen: dict[int, str] = {}
+    for _, _, fact_id, text in pairs:
+        if fact_id not in chosen and text not in chosen.values():
+            chosen[fact_id] = text
+    return chosen
 
 
 def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> list[Fact]:
@@ -204,11 +200,14 @@ def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> lis
         return facts
     stored = ctx.vectors.embed(ctx.session, [f.text for f in facts])
     fresh = ctx.vectors.embed(ctx.session, list(new))
-    closest = (stored @ fresh.T).max(axis=1)
+    close = (stored @ fresh.T) >= ctx.settings.duplicate_threshold
     return [
-        f
-        for f, score in zip(facts, closest, strict=True)
-        if score < ctx.settings.duplicate_threshold
+        fact
+        for fact, row in zip(facts, close, strict=True)
+        if not any(
+            hit and wording.same_statement(fact.text, text)
+            for hit, text in zip(row, new, strict=True)
+        )
     ]
 
 
@@ -216,17 +215,23 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
     facts = _not_restated(ctx, candidates(ctx, chunk), new)
     if not facts:
         return
+    settings = ctx.settings
     judge = _verdicts_scored if ctx.recorder.supports_logprobs else _verdicts_generated
-    unused = list(new)
-    for fact, is_false in zip(facts, judge(ctx, chunk, facts), strict=True):
-        if not is_false:
-            continue
-        text = _swapped(fact, unused, ctx.settings.rewrite_swap_share)
-        if text is None:
-            _apply_false(ctx, fact, chunk, chunk_idx)  # generate the rewrite
-        else:
-            unused.remove(text)
+    judged = [
+        (fact, p)
+        for fact, p in zip(facts, judge(ctx, chunk, facts), strict=True)
+        if p is not None and p >= settings.min_confidence
+    ]
+    rewrites = _pair_rewrites([f for f, _ in judged], new, chunk, settings.rewrite_swap_share)
+    for fact, p_false in judged:
+        text = rewrites.get(fact.id)
+        if text is not None:
             _replace(ctx, fact, text, chunk_idx)  # add_new_facts then finds it stored
+        elif p_false >= settings.unmatched_min_confidence:
+            # Nothing in the new text says what the fact says now: a rewrite must be
+            # generated, which a small model gets wrong more often than a verdict, so
+            # the verdict must be surer.
+            _apply_false(ctx, fact, chunk, chunk_idx)
 
 
 STRATEGIES = {
