@@ -193,7 +193,7 @@ def correct(
         example = Example(
             task="verdict",
             user=prompts.verdict_example_user(
-                f"({prompts.date_label(article.published)}) {chunk}", fact.text
+                chunk, fact.text, title=article.title, published=article.published
             ),
             assistant="TRUE" if should_be_true else "FALSE",
             id=f"correction-{fact_id}-{article.doc_id}"[:128],

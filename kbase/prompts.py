@@ -27,18 +27,25 @@ class Example:
     id: str = ""
 
 
+# Extraction, verdicts and rewrites share one system prompt and one set of examples,
+# and each request puts its article right after them and its task after the article:
+# every request about a chunk then starts with the same tokens, which the backend
+# computes once (see docs/design.md, "Prompt order").
 SYSTEM = {
-    "extract": (
-        "You turn news text into facts for a knowledge base. Write each fact as one short, "
-        "self-contained sentence: name people and organisations in full (no pronouns), state "
-        "one thing, and describe the world as of the article's date. Keep names, roles, numbers "
-        "and dates as written. Leave out opinions and background that is not a fact."
-    ),
-    "verdict": (
-        "You keep a knowledge base true as news arrives. You are given a news article and a "
-        "stored fact. Decide whether the stored fact is still true as of the article's date, "
-        "given what the article says. A fact the article does not mention stays TRUE. Answer "
-        "FALSE only if the article shows the fact is no longer true."
+    "shared": (
+        "You keep a knowledge base of facts true as news arrives. Each request gives a news "
+        "article and then one task.\n"
+        "facts: list the article's facts. Write each fact as one short, self-contained "
+        "sentence: name people and organisations in full (no pronouns), state one thing, and "
+        "describe the world as of the article's date. Keep names, roles, numbers and dates as "
+        "written. Leave out opinions and background that is not a fact.\n"
+        "verdict: decide whether a stored fact is still true as of the article's date, given "
+        "what the article says. A fact the article does not mention stays TRUE. Answer FALSE "
+        "only if the article shows the fact is no longer true.\n"
+        "rewrite: the article has made a stored fact untrue. Rewrite the fact as one short, "
+        "self-contained sentence about the same thing (the same role, place, number or "
+        "membership) that is true as of the article's date according to the article. If the "
+        "article does not say what is true now, answer null."
     ),
     "verdicts": (
         "You keep a knowledge base true as news arrives. You are given a news article and "
@@ -72,26 +79,50 @@ SYSTEM = {
 }
 
 
-def verdict_example_user(article: str, fact: str) -> str:
+def date_label(published: datetime | None) -> str:
+    return published.date().isoformat() if published else "date not given"
+
+
+def article_block(text: str, *, title: str | None, published: datetime | None) -> str:
+    """How every shared-prefix prompt opens: the article, with its date and title."""
+    return f"Article date: {date_label(published)}\nTitle: {title or '(none)'}\n\n{text}"
+
+
+def _extract_task(text: str, title: str | None, published: datetime | None) -> str:
+    return f"{article_block(text, title=title, published=published)}\n\nTask: facts."
+
+
+def _verdict_task(article: str, fact: str, title: str | None, published: datetime | None) -> str:
+    return (
+        f"{article_block(article, title=title, published=published)}\n\nTask: verdict.\n"
+        f"Stored fact: {fact}\nIs it still true after this article? Answer TRUE or FALSE."
+    )
+
+
+def _rewrite_task(article: str, fact: str, title: str | None, published: datetime | None) -> str:
+    return (
+        f"{article_block(article, title=title, published=published)}\n\nTask: rewrite.\n"
+        f"Untrue fact: {fact}"
+    )
+
+
+def verdict_example_user(
+    article: str, fact: str, *, title: str | None = None, published: datetime | None = None
+) -> str:
     """The user turn of a verdict prompt (also how user examples are rendered)."""
-    return _verdict_user(article, fact)
+    return _verdict_task(article, fact, title, published)
 
 
-def rewrite_example_user(article: str, fact: str) -> str:
+def rewrite_example_user(
+    article: str, fact: str, *, title: str | None = None, published: datetime | None = None
+) -> str:
     """The user turn of a rewrite prompt for an example."""
-    return f"Article: {article}\n\nUntrue fact: {fact}"
+    return _rewrite_task(article, fact, title, published)
 
 
 def extract_example_user(text: str, title: str | None) -> str:
     """The user turn of an extraction prompt for an example (undated)."""
-    return f"Article date: date not given\nTitle: {title or '(none)'}\n\n{text}"
-
-
-def _verdict_user(article: str, fact: str) -> str:
-    return (
-        f"Article: {article}\n\nStored fact: {fact}\n\n"
-        "Is the stored fact still true after this article? Answer TRUE or FALSE."
-    )
+    return _extract_task(text, title, None)
 
 
 _MIRA = "Mira Santos left the Lisbon Lions on Tuesday and signed with the Porto Sharks."
@@ -102,10 +133,11 @@ BUILTIN_EXAMPLES: tuple[Example, ...] = (
     Example(
         task="extract",
         id="builtin-extract-1",
-        user=(
-            "Article date: 2021-06-14\nTitle: Harbor Freight Lines picks new chief\n\n"
+        user=_extract_task(
             "Harbor Freight Lines named Dana Okafor its chief executive on Monday. She replaces "
-            "Tom Riis, who retired. The company, based in Hull, runs 40 cargo ships."
+            "Tom Riis, who retired. The company, based in Hull, runs 40 cargo ships.",
+            "Harbor Freight Lines picks new chief",
+            datetime(2021, 6, 14),
         ),
         assistant=json.dumps(
             {
@@ -120,37 +152,37 @@ BUILTIN_EXAMPLES: tuple[Example, ...] = (
     ),
     Example(
         "verdict",
-        _verdict_user(_MIRA, "Mira Santos plays for the Lisbon Lions."),
+        verdict_example_user(_MIRA, "Mira Santos plays for the Lisbon Lions."),
         "FALSE",
         "builtin-verdict-1",
     ),
     Example(
         "verdict",
-        _verdict_user(_MIRA, "The Lisbon Lions are based in Lisbon."),
+        verdict_example_user(_MIRA, "The Lisbon Lions are based in Lisbon."),
         "TRUE",
         "builtin-verdict-2",
     ),
     Example(
         "verdict",
-        _verdict_user(_BANK, "Lucy Fenn is the chairman of Brightwater Bank."),
+        verdict_example_user(_BANK, "Lucy Fenn is the chairman of Brightwater Bank."),
         "FALSE",
         "builtin-verdict-3",
     ),
     Example(
         "verdict",
-        _verdict_user(_BANK, "Brightwater Bank is based in Cardiff."),
+        verdict_example_user(_BANK, "Brightwater Bank is based in Cardiff."),
         "TRUE",
         "builtin-verdict-4",
     ),
     Example(
         "verdict",
-        _verdict_user(_TRUCKS, "Polar Freight operates 40 trucks."),
+        verdict_example_user(_TRUCKS, "Polar Freight operates 40 trucks."),
         "FALSE",
         "builtin-verdict-5",
     ),
     Example(
         "verdict",
-        _verdict_user(_TRUCKS, "Polar Freight was founded in 1998."),
+        verdict_example_user(_TRUCKS, "Polar Freight was founded in 1998."),
         "TRUE",
         "builtin-verdict-6",
     ),
@@ -228,16 +260,27 @@ def select_examples(task: str, chosen: Chosen | None = None) -> list[Example]:
     return [e for e in BUILTIN_EXAMPLES if e.task == task]
 
 
-def date_label(published: datetime | None) -> str:
-    return published.date().isoformat() if published else "date not given"
-
-
 def _messages(
     task: str, user: str, examples: Chosen | None, *, examples_task: str | None = None
 ) -> tuple[Message, ...]:
     turns = [Message("system", SYSTEM[task])]
     for example in select_examples(examples_task or task, examples):
         turns += [Message("user", example.user), Message("assistant", example.assistant)]
+    turns.append(Message("user", user))
+    return tuple(turns)
+
+
+#: The tasks whose examples the shared prefix shows, in this order.
+SHARED_TASKS = ("extract", "verdict", "rewrite")
+
+
+def _shared_messages(user: str, examples: Chosen | None) -> tuple[Message, ...]:
+    """The shared system prompt, every shared task's examples, then ``user``, which
+    starts with the article: requests about one chunk differ only after it."""
+    turns = [Message("system", SYSTEM["shared"])]
+    for task in SHARED_TASKS:
+        for example in select_examples(task, examples):
+            turns += [Message("user", example.user), Message("assistant", example.assistant)]
     turns.append(Message("user", user))
     return tuple(turns)
 
@@ -251,14 +294,13 @@ def extract_request(
     examples: Chosen | None = None,
 ) -> LLMRequest:
     """Ask for the facts of one chunk, as a JSON list of sentences."""
-    header = f"Article date: {date_label(published)}\nTitle: {title or '(none)'}"
-    user = f"{header}\n\n{chunk}"
+    user = _extract_task(chunk, title, published)
     if attempt:
         # A retry must be a different request, or the record would replay the failure.
         user += f"\n\n(Attempt {attempt + 1}: answer with valid JSON facts only.)"
     return LLMRequest(
         task="extract",
-        messages=_messages("extract", user, examples),
+        messages=_shared_messages(user, examples),
         prompt_version=PROMPT_VERSION,
         schema=FACTS_SCHEMA,
         max_tokens=512,
@@ -271,15 +313,19 @@ def _article(chunk: str, published: datetime | None) -> str:
 
 
 def verdict_request(
-    chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
+    chunk: str,
+    fact: str,
+    *,
+    published: datetime | None,
+    title: str | None = None,
+    examples: Chosen | None = None,
 ) -> LLMRequest:
     """Score TRUE/FALSE for one stored fact. Everything before the fact (instructions,
-    examples, the article) is the same for every candidate of a chunk, so the
-    backend computes it once and reuses its cache for the rest."""
-    user = _verdict_user(f"({date_label(published)}) {chunk}", fact)
+    examples, the article) is the same as in the chunk's extraction and every other
+    verdict, so the backend computes it once and reuses its cache for the rest."""
     return LLMRequest(
         task="verdict",
-        messages=_messages("verdict", user, examples),
+        messages=_shared_messages(_verdict_task(chunk, fact, title, published), examples),
         prompt_version=PROMPT_VERSION,
         choices=VERDICT_CHOICES,
         max_tokens=1,
@@ -344,13 +390,18 @@ def paper_verdict_request(
 
 
 def rewrite_request(
-    chunk: str, fact: str, *, published: datetime | None, examples: Chosen | None = None
+    chunk: str,
+    fact: str,
+    *,
+    published: datetime | None,
+    title: str | None = None,
+    examples: Chosen | None = None,
 ) -> LLMRequest:
-    """Ask for a version of an untrue fact that is true now, or null."""
-    user = rewrite_example_user(f"({date_label(published)}) {chunk}", fact)
+    """Ask for a version of an untrue fact that is true now, or null (shared prefix,
+    as :func:`verdict_request`)."""
     return LLMRequest(
         task="rewrite",
-        messages=_messages("rewrite", user, examples),
+        messages=_shared_messages(_rewrite_task(chunk, fact, title, published), examples),
         prompt_version=PROMPT_VERSION,
         schema=REWRITE_SCHEMA,
         max_tokens=96,

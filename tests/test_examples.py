@@ -64,8 +64,9 @@ def test_adding_an_example_that_changes_the_selection_replays_every_document(
     report = curation.add(kb, curation.read_examples(write(tmp_path / "x.jsonl", *extra)))
     assert report.added == ["user-0", "user-1", "user-2", "user-3"]
     assert report.selection_changed and report.documents_replayed == 2
-    # Only the verdict prompts changed: extraction and rewrite answers were replayed.
-    assert report.model_calls == 1
+    # The examples of every task head every shared-prefix prompt: both extractions
+    # and the verdict were asked again (the verdict's rewrite came from the new facts).
+    assert report.model_calls == 3
     assert len([i for i in selected(kb) if i.startswith(("builtin-verdict", "user-"))]) == 6
 
 

@@ -60,8 +60,9 @@ def _same_text(a: str, b: str) -> bool:
 
 def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> None:
     """Ask for a rewrite of an untrue fact; rewrite it, retire it, or keep it."""
+    doc = ctx.doc
     request = prompts.rewrite_request(
-        chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
+        chunk, fact.text, published=doc.published, title=doc.title, examples=ctx.examples
     )
     response = ctx.recorder.generate(request, ctx.ingest_use)
     data = parse_json(response.text)  # unparseable: None, no change
@@ -147,10 +148,11 @@ def false_probability(scores: dict[str, float]) -> float | None:
 
 def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[float | None]:
     """P(FALSE) of each fact, from the verdict token's log-probabilities."""
+    doc = ctx.doc
     out = []
     for fact in facts:
         request = prompts.verdict_request(
-            chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
+            chunk, fact.text, published=doc.published, title=doc.title, examples=ctx.examples
         )
         scores = ctx.recorder.score(request, ctx.ingest_use).scores or {}
         out.append(false_probability(dict(scores)))
