@@ -177,17 +177,17 @@ def _pair_rewrites(
 ) -> dict[int, str]:
     """For facts judged false, the chunk's new facts that say what each says now: a
     new fact that is the stored one with one span changed ("the CEO of Acme is
-    Alice" for "... is Bob"). Each new fact serves one stored fact; the closest
-    pairs go first, and of those, pairs whose replaced words the article names
-    ("Alice replaces Bob"), so "The club of Ana is Leeds" rewrites "The club of Ana
-    is Oslo" rather than "The club of Ben is Leeds"."""
+    Alice" for "... is Bob"). Each new fact serves one stored fact. Pairs whose
+    replaced words the article names ("Alice replaces Bob") go first, so "The club
+    of Ana is Leeds" rewrites "The club of Ana is Oslo" after "Ana left Oslo", not
+    "The club of Ben is Leeds"; then the pairs that keep more words."""
     pairs = []
     for fact in facts:
         for text in new:
             found = wording.swap(fact.text, text)
             if found.share >= share:
                 pairs.append((wording.mentions(chunk, found.replaced), found.share, fact.id, text))
-    pairs.sort(key=lambda p: (p[0], p[1]), reverse=True)
+    pairs.sort(key=lambda pair: (pair[0], pair[1]), reverse=True)  # stable: deterministic
     chosen: dict[int, str] = {}
     for _, _, fact_id, text in pairs:
         if fact_id not in chosen and text not in chosen.values():
