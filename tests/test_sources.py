@@ -1082,3 +1082,9 @@ def test_password_in_a_url_is_not_repeated_in_messages(site: str) -> None:
         read_source(site.replace("http://", "http://reader:s3cret@") + "/missing")
 
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_user_name_and_password_in_a_url_are_not_stored_with_its_documents(site: str) -> None:
+    (page,) = read_source(site.replace("http://", "http://reader:s3cret@") + "/page")
+
+    assert (page.source, page.url) == (f"{site}/page", f"{site}/page")

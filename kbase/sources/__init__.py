@@ -23,7 +23,7 @@ from kbase.sources.files import check_bytes, decode_utf8, read_file, read_stream
 from kbase.sources.html import decode_html, extract_page, published_date
 from kbase.sources.jsonl import read_jsonl
 from kbase.sources.kinds import Kind, kind_from_extension, kind_of_download, sniff_kind
-from kbase.sources.messages import plural, shown_url
+from kbase.sources.messages import plural, shown_url, without_credentials
 from kbase.sources.text import read_text
 
 __all__ = ["DEFAULT_MAX_BYTES", "SourceDocument", "read_source"]
@@ -86,11 +86,13 @@ def _read_url(url: str, *, max_bytes: int, timeout: float, skip_bad: bool) -> li
     name = shown_url(url)
     data = check_bytes(name, download.data, max_bytes)
     kind = kind_of_download(download.content_type, download.url, data)
+    # Credentials in the URL are for fetching only: never stored with the documents.
+    source, final_url = without_credentials(url), without_credentials(download.url)
     documents = _parse(
-        name, url, data, kind, skip_bad=skip_bad, charset=download.charset, url=download.url
+        name, source, data, kind, skip_bad=skip_bad, charset=download.charset, url=final_url
     )
     if kind in (Kind.TEXT, Kind.MARKDOWN):
-        documents = [dataclasses.replace(document, url=download.url) for document in documents]
+        documents = [dataclasses.replace(document, url=final_url) for document in documents]
     return documents
 
 

@@ -19,18 +19,23 @@ def one_line(value: object, limit: int = 200) -> str:
     return text
 
 
-def shown_url(url: str) -> str:
-    """A URL fit for a message: one line, short, and without a user name or password."""
+def without_credentials(url: str) -> str:
+    """``url`` without a user name or password, fit to be shown or stored."""
     try:
         parts = urlsplit(url)
         if parts.username is not None or parts.password is not None:
             host = parts.hostname or ""
             if parts.port is not None:
                 host = f"{host}:{parts.port}"
-            url = urlunsplit(parts._replace(netloc=host))
+            return urlunsplit(parts._replace(netloc=host))
     except ValueError:
         pass
-    return one_line(url, 160)
+    return url
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for a message: one line, short, and without a user name or password."""
+    return one_line(without_credentials(url), 160)
 
 
 def plural(count: int, noun: str) -> str:
