@@ -38,6 +38,15 @@ from kbase.llm.scoring import check_choices
 DEFAULT_N_CTX = 4096
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, e.g. under ``taskset``), which
+    is what llama.cpp's threads should match: more threads than cores make its
+    spin-waiting workers run several times slower."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def model_id_for(path: Path) -> str:
     """A model id from a GGUF file name: ``Qwen2.5-0.5B.Q4_K_M.gguf`` -> ``qwen2.5-0.5b.q4_k_m``."""
     return path.name.removesuffix(".gguf").lower()
@@ -107,7 +116,7 @@ class LlamaCppBackend(LLMBackend):
                 raise ConfigError(f"model file {path} does not exist: check the model path")
         self.model_path = path
         self._llama_cpp = llama_cpp
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or usable_cpus()
         try:
             self._llm: Any = llama_cpp.Llama(
                 model_path=str(path),
