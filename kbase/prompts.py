@@ -92,32 +92,24 @@ def _extract_task(text: str, title: str | None, published: datetime | None) -> s
     return f"{article_block(text, title=title, published=published)}\n\nTask: facts."
 
 
-def _verdict_task(article: str, fact: str, title: str | None, published: datetime | None) -> str:
+def verdict_example_user(
+    article: str, fact: str, *, title: str | None = None, published: datetime | None = None
+) -> str:
+    """The user turn of a verdict prompt (also how user examples are rendered)."""
     return (
         f"{article_block(article, title=title, published=published)}\n\nTask: verdict.\n"
         f"Stored fact: {fact}\nIs it still true after this article? Answer TRUE or FALSE."
     )
 
 
-def _rewrite_task(article: str, fact: str, title: str | None, published: datetime | None) -> str:
+def rewrite_example_user(
+    article: str, fact: str, *, title: str | None = None, published: datetime | None = None
+) -> str:
+    """The user turn of a rewrite prompt (also how user examples are rendered)."""
     return (
         f"{article_block(article, title=title, published=published)}\n\nTask: rewrite.\n"
         f"Untrue fact: {fact}"
     )
-
-
-def verdict_example_user(
-    article: str, fact: str, *, title: str | None = None, published: datetime | None = None
-) -> str:
-    """The user turn of a verdict prompt (also how user examples are rendered)."""
-    return _verdict_task(article, fact, title, published)
-
-
-def rewrite_example_user(
-    article: str, fact: str, *, title: str | None = None, published: datetime | None = None
-) -> str:
-    """The user turn of a rewrite prompt for an example."""
-    return _rewrite_task(article, fact, title, published)
 
 
 def extract_example_user(text: str, title: str | None) -> str:
@@ -325,7 +317,9 @@ def verdict_request(
     verdict, so the backend computes it once and reuses its cache for the rest."""
     return LLMRequest(
         task="verdict",
-        messages=_shared_messages(_verdict_task(chunk, fact, title, published), examples),
+        messages=_shared_messages(
+            verdict_example_user(chunk, fact, title=title, published=published), examples
+        ),
         prompt_version=PROMPT_VERSION,
         choices=VERDICT_CHOICES,
         max_tokens=1,
@@ -401,7 +395,9 @@ def rewrite_request(
     as :func:`verdict_request`)."""
     return LLMRequest(
         task="rewrite",
-        messages=_shared_messages(_rewrite_task(chunk, fact, title, published), examples),
+        messages=_shared_messages(
+            rewrite_example_user(chunk, fact, title=title, published=published), examples
+        ),
         prompt_version=PROMPT_VERSION,
         schema=REWRITE_SCHEMA,
         max_tokens=96,
