@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from kbase.llm.base import LLMRequest
 from kbase.llm.fake import ScriptedLLM
-from kbase.pipeline.wording import same_statement, swap_share
+from kbase.pipeline.wording import same_statement, swap
 from kbase.store.models import Document, Evidence, Fact
 from tests.conftest import OpenKB
 from tests.fakeworld import world
@@ -128,6 +128,9 @@ def test_a_new_fact_about_something_else_is_not_taken_as_the_rewrite(open_kb: Op
 
 
 def test_a_rewrite_is_a_new_fact_with_one_span_changed() -> None:
+    def swap_share(old: str, new: str) -> float:
+        return swap(old, new).share
+
     assert swap_share("The CEO of Acme is Bob.", "The CEO of Acme is Alice Chen.") == 5 / 7
     assert swap_share("Bob Marsh is the CEO of Acme.", "Alice Chen is the CEO of Acme.") == 5 / 7
     assert swap_share("Polar Freight runs 40 trucks.", "Polar Freight runs 52 trucks.") == 4 / 5

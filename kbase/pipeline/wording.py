@@ -55,11 +55,6 @@ def swap(old: str, new: str) -> Swap:
     return Swap((prefix + suffix) / max(len(a), len(b)), " ".join(a[prefix : len(a) - suffix]))
 
 
-def swap_share(old: str, new: str) -> float:
-    """The share of :func:`swap`."""
-    return swap(old, new).share
-
-
 def mentions(text: str, span: str) -> bool:
     """Whether ``text`` contains the words of ``span`` in a row (an empty span: yes)."""
     if not span:
