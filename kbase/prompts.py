@@ -37,8 +37,9 @@ SYSTEM = {
         "article and then one task.\n"
         "facts: list the article's facts. Write each fact as one short, self-contained "
         "sentence: name people and organisations in full (no pronouns), state one thing, and "
-        "describe the world as of the article's date. Keep names, roles, numbers and dates as "
-        "written. Leave out opinions and background that is not a fact.\n"
+        "describe the world as of the article's date: what holds then, not what stopped "
+        "holding. Keep names, roles, numbers and dates as written. Leave out opinions and "
+        "background that is not a fact.\n"
         "verdict: decide whether a stored fact is still true as of the article's date, given "
         "what the article says. A fact the article does not mention stays TRUE. Answer FALSE "
         "only if the article shows the fact is no longer true.\n"
@@ -135,7 +136,6 @@ BUILTIN_EXAMPLES: tuple[Example, ...] = (
             {
                 "facts": [
                     "Dana Okafor is the chief executive of Harbor Freight Lines.",
-                    "Tom Riis is no longer the chief executive of Harbor Freight Lines.",
                     "Harbor Freight Lines is based in Hull.",
                     "Harbor Freight Lines runs 40 cargo ships.",
                 ]
