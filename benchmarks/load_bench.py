@@ -12,7 +12,8 @@ documents per second, errors and violations.
     python -m benchmarks.load_bench                 # 60 s per phase, 3 readers
     python -m benchmarks.load_bench --seconds 10 --readers 2 --no-docs
 
-The result is written into docs/reliability.md between the load markers.
+The result is written into docs/benchmarks.md (its ``load`` section) and, with
+``--json OUT``, as JSON.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "reliability.md"
-START, END = "<!-- load-bench:start -->", "<!-- load-bench:end -->"
+from benchmarks.report import update_section, write_json
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 QUERIES = (
     "Who is the CEO of Acme?",
     "Where is Globex based?",
@@ -241,7 +242,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
     seconds = result["phases"][0]["seconds"]
     return "\n".join(
         [
-            START,
+            "## Searches while a writer ingests",
+            "",
             f"Measured with `{command}` ({seconds:g} s per phase, a store of "
             f"{result['initial_documents']} documents on the fake models, SQLite; "
             f"{result['machine']}):",
@@ -251,20 +253,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             "A search here is `KnowledgeBase.open(folder)` plus `search()`, as one `kb search` "
             "does without the interpreter start-up; the writer ingests one document per "
             "transaction.",
-            END,
         ]
     )
-
-
-def write_section(section: str, path: Path = DOC) -> None:
-    """Replace the load section of docs/reliability.md (or append it)."""
-    current = path.read_text() if path.exists() else ""
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1]
-        path.write_text(before + section + after)
-    else:
-        path.write_text(current.rstrip() + "\n\n" + section + "\n")
 
 
 def main() -> None:
@@ -272,15 +262,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
     parser.add_argument("--readers", type=int, default=3, help="reader processes")
     parser.add_argument("--initial", type=int, default=40, help="documents stored first")
-    parser.add_argument("--no-docs", action="store_true", help="do not touch reliability.md")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
     result = benchmark(readers=args.readers, seconds=args.seconds, initial=args.initial)
     print(json.dumps(result, indent=2))
+    if args.json is not None:
+        write_json(args.json, result)
     if not args.no_docs:
-        command = "python -m benchmarks.load_bench" + (
-            f" --seconds {args.seconds:g}" if args.seconds != 60 else ""
+        command = "python -m benchmarks.load_bench" + "".join(
+            f" --{name} {getattr(args, name):g}"
+            for name in ("seconds", "readers", "initial")
+            if getattr(args, name) != parser.get_default(name)
         )
-        write_section(markdown(result, command))
+        update_section(DOC, "load", markdown(result, command))
 
 
 if __name__ == "__main__":
