@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from kbase.llm.base import LLMRequest
 from kbase.llm.fake import ScriptedLLM
-from kbase.pipeline.wording import same_statement, swap
+from kbase.pipeline.wording import names, names_most_of, same_statement, swap
 from kbase.store.models import Document, Evidence, Fact
 from tests.conftest import OpenKB
 from tests.fakeworld import world
@@ -220,6 +220,30 @@ def test_only_facts_close_to_the_new_text_are_candidates(open_kb: OpenKB) -> Non
     kb.ingest([ALICE])
     judged = [r.fields["fact"] for r in llm.requests if r.task == "verdict"]
     assert judged == ["The CEO of Acme is Bob."]  # never the unrelated harbour fact
+
+
+def test_kbase_asks_no_verdict_about_a_fact_the_article_does_not_name(open_kb: OpenKB) -> None:
+    # Carol's fact is close to the new text, but the article names only Acme of it,
+    # and no new fact is hers with one span changed: a verdict could only do harm.
+    llm = llm_with()
+    kb = open_kb(llm=llm)
+    kb.ingest([news("d1", "The CEO of Acme is Bob. The chair of Acme is Carol.", day=1)])
+    llm.requests.clear()
+    kb.ingest([ALICE])
+    judged = [r.fields["fact"] for r in llm.requests if r.task == "verdict"]
+    assert judged == ["The CEO of Acme is Bob."]
+    assert "The chair of Acme is Carol." in current(kb)
+
+
+def test_an_article_is_about_a_fact_when_it_names_most_of_what_the_fact_names() -> None:
+    assert names("The CEO of Acme's plant is Bob Marsh, for 1,200 staff.") == {
+        "ceo", "acme", "bob", "marsh", "1", "200",
+    }  # fmt: skip
+    article = "Acme named Alice Chen its chief executive, replacing Bob Marsh."
+    assert names_most_of(article, "Bob Marsh is the chief executive of Acme.")
+    assert not names_most_of(article, "Carol Tate is the finance chief of Acme.")
+    assert not names_most_of(article, "Acme is based in Leeds.")  # half is not most
+    assert names_most_of(article, "The festival is held every year.")  # names nothing
 
 
 def test_a_document_never_retires_its_own_facts(open_kb: OpenKB) -> None:

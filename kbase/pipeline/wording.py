@@ -60,3 +60,26 @@ def mentions(text: str, span: str) -> bool:
     if not span:
         return True
     return f" {span} " in f" {' '.join(words(text))} "
+
+
+def names(text: str) -> set[str]:
+    """The words of ``text`` that name something: capitalised or numeric ("Acme",
+    "Bob", "Leeds", "1,200"), case-folded, without articles or a possessive 's."""
+    found = (w.strip(".'-") for w in _WORD.findall(text) if w[:1].isupper() or w[:1].isdigit())
+    return {_bare(w) for w in found if w and w.casefold() not in _ARTICLES}
+
+
+def names_most_of(text: str, statement: str) -> bool:
+    """Whether ``text`` names more than half of what ``statement`` names (a
+    statement that names nothing: yes). An article that names less than that of a
+    fact ("Pioneer Media" alone, for "The chief executive of Pioneer Media is Marek
+    Horvat") is not about it."""
+    wanted = names(statement)
+    if not wanted:
+        return True
+    present = {_bare(w) for w in words(text)}
+    return 2 * len(wanted & present) > len(wanted)
+
+
+def _bare(word: str) -> str:
+    return word.casefold().removesuffix("'s")
