@@ -215,7 +215,9 @@ def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> lis
     ]
 
 
-def _about(ctx: DocContext, facts: list[Fact], new: Sequence[str], chunk: str) -> list[Fact]:
+def _worth_judging(
+    ctx: DocContext, facts: list[Fact], new: Sequence[str], chunk: str
+) -> list[Fact]:
     """``facts`` a verdict could change: those one of the chunk's new facts could
     replace (one span changed), and those the article names most of (title
     included). Any other is left as it is without asking: "a fact the article does
@@ -232,7 +234,7 @@ def _about(ctx: DocContext, facts: list[Fact], new: Sequence[str], chunk: str) -
 
 
 def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
-    facts = _about(ctx, _not_restated(ctx, candidates(ctx, chunk), new), new, chunk)
+    facts = _worth_judging(ctx, _not_restated(ctx, candidates(ctx, chunk), new), new, chunk)
     if not facts:
         return
     settings = ctx.settings

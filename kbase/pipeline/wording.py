@@ -64,7 +64,7 @@ def mentions(text: str, span: str) -> bool:
 
 def names(text: str) -> set[str]:
     """The words of ``text`` that name something: capitalised or numeric ("Acme",
-    "Bob", "Leeds", "1,200"), case-folded, without articles or a possessive 's."""
+    "Bob", "Leeds", "40"), case-folded, without articles or a possessive 's."""
     found = (w.strip(".'-") for w in _WORD.findall(text) if w[:1].isupper() or w[:1].isdigit())
     return {_bare(w) for w in found if w and w.casefold() not in _ARTICLES}
 
