@@ -9,8 +9,8 @@ folder that holds the assembled model file to skip assembling it).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kbase.config import Settings
@@ -49,6 +49,8 @@ class Models:
     embedder_name: str
     llm_name: str
     load_seconds: float
+    #: Loads the LLM again: a fresh process's model, with nothing in its prompt cache.
+    load_llm: Callable[[], LLMBackend] | None = field(default=None, repr=False)
 
     def open(self, folder: Path, strategy: str = "kbase") -> KnowledgeBase:
         """A fresh knowledge base in ``folder`` on these models."""
@@ -62,6 +64,13 @@ class Models:
         settings = Settings(strategy=strategy, embedder="fake" if self.fake else "minilm")
         return KnowledgeBase.open(folder, settings=settings, embedder=self.embedder, backend=make)
 
+    def restart_llm(self) -> None:
+        """Replace the LLM by a freshly loaded one, so that what an earlier run left
+        in its prompt cache cannot make the next run look cheaper."""
+        if self.load_llm is not None:
+            self.close()
+            self.backend = self.load_llm()
+
     def close(self) -> None:
         """Release the LLM."""
         if self.backend is not None:
@@ -72,27 +81,33 @@ class Models:
 def load_models(*, fake: bool, llm: bool = True) -> Models:
     """Load (and warm) the embedder and, with ``llm``, the LLM."""
     started = time.perf_counter()
-    backend: LLMBackend | None = None
+    load_llm: Callable[[], LLMBackend]
     if fake:
         from kbase.embed.fake import HashingEmbedder
         from tests.fakeworld import world_llm
 
         inner: Embedder = HashingEmbedder()
-        backend = world_llm() if llm else None
-        names = ("fake hashing embedder", "fake-world LLM")
+        load_llm = world_llm
+        embedder_name = "fake hashing embedder"
     else:
         from kbase.embed.minilm import MiniLMEmbedder
         from kbase.llm import get_backend
 
         inner = MiniLMEmbedder()
         inner.embed(["warm up"])
-        backend = get_backend("llama-cpp") if llm else None
-        names = ("all-MiniLM-L6-v2", getattr(backend, "model_id", "none"))
+
+        def load_llm() -> LLMBackend:
+            return get_backend("llama-cpp")
+
+        embedder_name = "all-MiniLM-L6-v2"
+    backend = load_llm() if llm else None
+    llm_name = "fake-world LLM" if fake else getattr(backend, "model_id", "none")
     return Models(
         fake=fake,
         embedder=TimedEmbedder(inner),
         backend=backend,
-        embedder_name=names[0],
-        llm_name=names[1],
+        embedder_name=embedder_name,
+        llm_name=llm_name,
         load_seconds=round(time.perf_counter() - started, 2),
+        load_llm=load_llm if llm else None,
     )

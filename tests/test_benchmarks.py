@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from benchmarks import ingest_retrieval, plot_qa, qa, report, synth
+from benchmarks.models import load_models
+from kbase import prompts
 
 
 def _value_stated(docs: list[dict[str, Any]], subject: str, until: str) -> str | None:
@@ -87,6 +89,7 @@ def test_qa_runs_end_to_end_on_fake_models(tmp_path: Path) -> None:
             result
         )
         assert set(result["per_document_mean"]) == set(qa.PER_DOC)
+        assert set(result[qa.STEADY]) == set(result["first_document"]) == set(qa.PER_DOC)
         assert result["questions"] == data["data"]["questions"]
         assert len(result["per_document"]) == data["data"]["documents"]
     assert "kbase / erase-paper per document" in data["comparison"]
@@ -94,6 +97,16 @@ def test_qa_runs_end_to_end_on_fake_models(tmp_path: Path) -> None:
     assert "<!-- bench:qa-fake -->" in md.read_text()
     plot_qa.main(["--json", str(out), "--png", str(tmp_path / "qa.png")])
     assert (tmp_path / "qa.png").stat().st_size > 0
+
+
+def test_a_restarted_llm_has_nothing_cached_from_the_last_run() -> None:
+    models = load_models(fake=True)
+    request = prompts.extract_request("Acme named Alice Chen CEO.", title=None, published=None)
+    assert models.backend is not None
+    models.backend.generate(request)
+    assert models.backend.generate(request).cached_tokens > 0
+    models.restart_llm()
+    assert models.backend.generate(request).cached_tokens == 0
 
 
 @pytest.mark.sqlite  # the benchmark reports the size of the SQLite file
