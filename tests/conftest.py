@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from kbase.config import Settings
 from kbase.embed.fake import HashingEmbedder
 from kbase.kb import CONFIG_FILE, KnowledgeBase
-from kbase.llm import register_backend
+from kbase.llm import LLMBackend, get_backend, register_backend
 from kbase.llm.fake import ScriptedLLM
 from kbase.paths import kb_folder
 from tests.fakeworld import world_llm
@@ -210,3 +210,19 @@ def open_kb(tmp_path: Path) -> Iterator[OpenKB]:
     yield factory
     for kb in opened:
         kb.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_backend() -> Iterator[LLMBackend]:
+    """vLLM's in-process engine on ``$KBASE_TEST_VLLM_MODEL`` (``scripts/test-vllm.sh``
+    sets it up on a machine with no GPU), started once for the whole session."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pytest.skip("vllm is not installed: bash scripts/test-vllm.sh installs and runs it")
+    model = os.environ.get("KBASE_TEST_VLLM_MODEL")
+    if not model:
+        pytest.skip("set KBASE_TEST_VLLM_MODEL to a Hugging Face model folder to test vllm")
+    backend = get_backend("vllm", model=model)
+    yield backend
+    backend.close()

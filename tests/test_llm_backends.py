@@ -152,20 +152,6 @@ def openai_backend(llama_server: str) -> Iterator[LLMBackend]:
     backend.close()
 
 
-@pytest.fixture(scope="session")
-def vllm_backend() -> Iterator[LLMBackend]:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        pytest.skip("vllm is not installed (GPU hosts only)")
-    model = os.environ.get("KBASE_TEST_VLLM_MODEL")
-    if not model:
-        pytest.skip("set KBASE_TEST_VLLM_MODEL to a Hugging Face model folder to test vllm")
-    backend = get_backend("vllm", model=model)
-    yield backend
-    backend.close()
-
-
 @pytest.fixture(
     params=[
         "scripted",
