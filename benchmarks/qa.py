@@ -295,8 +295,8 @@ def markdown(data: dict[str, Any], title: str) -> str:
     ]
     out += [
         "",
-        "Computed tokens per document by task (extraction is the same for every strategy; "
-        "`choice` is the questions):",
+        "Computed tokens per document by task, over all documents, the first included "
+        "(extraction is the same work for every strategy; `choice` is the questions):",
         "",
         report.table(["strategy", *tasks], task_rows),
     ]

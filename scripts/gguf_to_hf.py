@@ -19,17 +19,27 @@ from pathlib import Path
 def convert(gguf: Path, out: Path) -> None:
     """Write ``out`` (config, bf16 safetensors, tokenizer) unless it is already there."""
     import torch
+    from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
     if (out / "config.json").is_file():
         return
+    logging.disable_progress_bar()  # one bar per tensor otherwise, 339 of them
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
     )
-    model.save_pretrained(partial)
+    # The weights are dequantized now, but transformers still marks the model as
+    # GGUF-quantized and refuses save_pretrained: write the parts one by one.
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    partial.mkdir(parents=True)
+    config.save_pretrained(partial)
+    save_model(model, str(partial / "model.safetensors"))  # handles the tied embeddings
     tokenizer.save_pretrained(partial)
     partial.rename(out)
 

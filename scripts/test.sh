@@ -4,7 +4,9 @@
 # SQLite and the local PostgreSQL), then while time allows the slow tier
 # (KBASE_SLOW_BUDGET seconds, default 20 min) and the PostgreSQL tier: the default
 # tier on the fakes again, every knowledge base in PostgreSQL (KBASE_PG_BUDGET
-# seconds, default 15 min), so a fresh CI run fits in 90 minutes.
+# seconds, default 15 min), and the vLLM tier: kbase on vLLM's engine, on the CPU
+# (scripts/test-vllm.sh; KBASE_VLLM_BUDGET seconds, default 30 min, its install
+# included), so a fresh CI run fits in 90 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -30,3 +32,4 @@ budgeted() {
 budgeted slow "${KBASE_SLOW_BUDGET:-1200}" .venv/bin/python -m pytest -m slow "$@"
 budgeted PostgreSQL "${KBASE_PG_BUDGET:-900}" \
   env KBASE_TEST_DATABASE=postgres .venv/bin/python -m pytest -m "not slow and not real" "$@"
+budgeted vLLM "${KBASE_VLLM_BUDGET:-1800}" bash scripts/test-vllm.sh "$@"

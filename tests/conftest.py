@@ -214,8 +214,9 @@ def open_kb(tmp_path: Path) -> Iterator[OpenKB]:
 
 @pytest.fixture(scope="session")
 def vllm_backend() -> Iterator[LLMBackend]:
-    """vLLM's in-process engine on ``$KBASE_TEST_VLLM_MODEL`` (``scripts/test-vllm.sh``
-    sets it up on a machine with no GPU), started once for the whole session."""
+    """vLLM's in-process engine on ``$KBASE_TEST_VLLM_MODEL``, with the engine options
+    in ``$KBASE_TEST_VLLM_OPTIONS`` (JSON), started once for the whole session.
+    ``scripts/test-vllm.sh`` sets both up on a machine with no GPU."""
     try:
         import vllm  # noqa: F401
     except ImportError:
@@ -223,6 +224,7 @@ def vllm_backend() -> Iterator[LLMBackend]:
     model = os.environ.get("KBASE_TEST_VLLM_MODEL")
     if not model:
         pytest.skip("set KBASE_TEST_VLLM_MODEL to a Hugging Face model folder to test vllm")
-    backend = get_backend("vllm", model=model)
+    options = json.loads(os.environ.get("KBASE_TEST_VLLM_OPTIONS") or "{}")
+    backend = get_backend("vllm", model=model, **options)
     yield backend
     backend.close()

@@ -38,12 +38,20 @@ from kbase.llm.vllm_backend import structured_output_options
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 QUESTION = "Is Paris the capital of France? Answer TRUE or FALSE."
+# Long enough to fill whole cache blocks: vLLM reuses a prefix in blocks (128 tokens on a CPU).
 PREFIX = (
     "Background: the following notes describe the European capitals, their rivers and "
     "their landmarks. Paris lies on the Seine and is known for the Eiffel Tower and the "
     "Louvre. Berlin lies on the Spree and is known for the Brandenburg Gate. Madrid lies "
     "on the Manzanares and is known for the Prado museum. Rome lies on the Tiber and is "
-    "known for the Colosseum. Vienna lies on the Danube and is known for its opera house."
+    "known for the Colosseum. Vienna lies on the Danube and is known for its opera house. "
+    "Prague lies on the Vltava and is known for the Charles Bridge. Budapest lies on the "
+    "Danube and is known for its parliament building. Warsaw lies on the Vistula and is "
+    "known for its old town. Lisbon lies on the Tagus and is known for its trams. London "
+    "lies on the Thames and is known for the Tower Bridge. Dublin lies on the Liffey and is "
+    "known for Trinity College. Bratislava lies on the Danube and is known for its castle. "
+    "Ljubljana lies on the Ljubljanica and is known for its dragon bridge. Bern lies on the "
+    "Aare and is known for its clock tower. Belgrade lies where the Sava meets the Danube."
 )
 
 
