@@ -34,7 +34,7 @@ from kbase.llm.llama_cpp_backend import model_id_for, reused_prefix
 from kbase.llm.model_files import DEFAULT_MODEL, default_model_path
 from kbase.llm.openai_backend import OpenAIBackend
 from kbase.llm.scoring import MISSING_MARGIN, fill_missing, match_token_text
-from kbase.llm.vllm_backend import structured_output_options
+from kbase.llm.vllm_backend import VllmBackend, structured_output_options
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 QUESTION = "Is Paris the capital of France? Answer TRUE or FALSE."
@@ -360,6 +360,21 @@ def test_vllm_structured_outputs_by_feature() -> None:
     assert structured_output_options(old, SCHEMA) == {"guided_decoding": ("old", SCHEMA)}
     with pytest.raises(ModelError, match="no structured outputs"):
         structured_output_options(SimpleNamespace(), SCHEMA)
+
+
+def test_vllm_engine_is_asked_for_compact_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    class LLM:  # the engine's constructor, as vLLM 0.32 spells it
+        def __init__(self, model: str, structured_outputs_config: Any = None, **kw: Any) -> None:
+            seen.update(model=model, structured_outputs_config=structured_outputs_config, **kw)
+
+    sampling = SimpleNamespace()
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, sampling_params=sampling))
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    VllmBackend(model="some/model", dtype="float32")
+    assert seen["structured_outputs_config"]["disable_any_whitespace"] is True
+    assert (seen["model"], seen["dtype"]) == ("some/model", "float32")
 
 
 def test_scripted_llm_counts_and_accounts() -> None:

@@ -8,7 +8,8 @@ exposes ``RequestOutput.num_cached_tokens``.
 Structured output is requested the way the installed vLLM spells it: recent
 releases take ``SamplingParams(structured_outputs=StructuredOutputsParams(json=...))``
 (the older ``guided_decoding`` was removed in v0.12); releases before the rename
-take ``SamplingParams(guided_decoding=GuidedDecodingParams(json=...))``.
+take ``SamplingParams(guided_decoding=GuidedDecodingParams(json=...))``. Where the
+engine takes a ``structured_outputs_config``, the JSON is compact (no free whitespace).
 
 Sampling on a GPU is not bit-reproducible across batch shapes, even greedy: replay
 that must be exact has to use the recorded answer, not ask again.
@@ -16,6 +17,7 @@ that must be exact has to use the recorded answer, not ask again.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -57,7 +59,17 @@ class VllmBackend(LLMBackend):
         self.model_id = model_id or model
         self._vllm = vllm
         self._sampling = vllm.sampling_params
-        options = {"seed": SEED, **engine_options}
+        options: dict[str, Any] = {"seed": SEED}
+        if "structured_outputs_config" in inspect.signature(vllm.LLM.__init__).parameters:
+            # Constrained JSON without free whitespace: where any is allowed, the embedded
+            # 1.5B model answered "{" and then blanks up to its token budget. vLLM takes
+            # this only with a named grammar backend; xgrammar is what "auto" picks for
+            # kbase's schemas.
+            options["structured_outputs_config"] = {
+                "backend": "xgrammar",
+                "disable_any_whitespace": True,
+            }
+        options.update(engine_options)
         try:
             self._llm: Any = vllm.LLM(model=model, **options)
         except (OSError, ValueError, RuntimeError) as exc:
