@@ -170,7 +170,7 @@ def run_strategy(
         "documents": len(per_doc),
         "per_document_mean": _mean(per_doc),
         "per_document_mean_after_first": _mean(per_doc[1:]),
-        "first_document": {k: per_doc[0][k] for k in PER_DOC} if per_doc else None,
+        "first_document": _mean(per_doc[:1]),
         "facts": {
             k: sum(d[k] for d in per_doc)
             for k in ("facts_created", "facts_rewritten", "facts_retired")
