@@ -99,7 +99,7 @@ def verdict_example_user(
     """The user turn of a verdict prompt (also how user examples are rendered)."""
     return (
         f"{article_block(article, title=title, published=published)}\n\nTask: verdict.\n"
-        f"Stored fact: {fact}\nIs it still true after this article? Answer TRUE or FALSE."
+        f"Stored fact: {fact}\nIs it still true after this article?"
     )
 
 
