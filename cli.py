@@ -10,19 +10,30 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from kbase import render
+from kbase.embed import EMBEDDERS
+from kbase.llm import BACKENDS
+from kbase.pipeline.strategies import STRATEGIES
+
 if TYPE_CHECKING:
     from kbase.kb import KnowledgeBase
-    from kbase.reports import Answer, FactHit
+    from kbase.reports import CurationReport
 
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _echo(lines: Iterable[str], *, err: bool = False) -> None:
+    for line in lines:
+        click.echo(line, err=err)
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -96,7 +107,7 @@ as_of_option = click.option(
 )
 @click.option(
     "--llm",
-    type=click.Choice(["llama-cpp", "openai", "vllm"]),
+    type=click.Choice(list(BACKENDS)),
     default=None,
     help="LLM backend for this command (default: the knowledge base's).",
 )
@@ -137,14 +148,14 @@ def cli(
 @cli.command()
 @click.option(
     "--strategy",
-    type=click.Choice(["kbase", "erase-paper", "rag"]),
+    type=click.Choice(list(STRATEGIES)),
     default="kbase",
     show_default=True,
     help="How new documents edit stored facts.",
 )
 @click.option(
     "--embedder",
-    type=click.Choice(["minilm", "fake"]),
+    type=click.Choice(list(EMBEDDERS)),
     default="minilm",
     show_default=True,
     help="Embedding model.",
@@ -169,9 +180,10 @@ def init(
     from kbase.config import Settings
     from kbase.kb import KnowledgeBase
     from kbase.paths import kb_folder
+    from kbase.runtime import CONFIG_FILE
 
     folder = kb_folder(opts.kb)
-    if (folder / "kbase.json").exists():
+    if (folder / CONFIG_FILE).exists():
         raise click.ClickException(f"a knowledge base exists at {folder}: use another --kb")
     settings = Settings(strategy=strategy, embedder=embedder).with_overrides(
         chunk_tokens=chunk_tokens, candidate_threshold=threshold, **opts.overrides
@@ -264,46 +276,9 @@ def ingest(
         return
     if quiet:
         return
-    for doc in report.stored:
-        click.echo(
-            f"  {doc.doc_id}: {doc.facts_created} facts created, "
-            f"{doc.facts_reinforced} reinforced, {doc.facts_retired} retired, "
-            f"{doc.facts_rewritten} rewritten; {doc.llm_calls} LLM calls, "
-            f"{doc.prompt_tokens} prompt tokens ({doc.cached_tokens} cached), "
-            f"{doc.completion_tokens} generated, {doc.model_seconds:.1f} s"
-        )
-        for warning in doc.warnings:
-            click.echo(f"  warning: {warning}", err=True)
-    for unchanged in report.unchanged:
-        click.echo(f"  {unchanged}: already stored, unchanged")
-    click.echo(
-        f"Stored {len(report.stored)} documents ({len(report.unchanged)} unchanged) in "
-        f"{report.seconds:.1f} s; LLM: {report.llm_calls} calls ({report.model_calls} to the "
-        f"model), {report.prompt_tokens} prompt tokens ({report.cached_tokens} from cache), "
-        f"{report.completion_tokens} generated, {report.model_seconds:.1f} s model time."
-    )
-
-
-def _print_hits(hits: list[FactHit]) -> None:
-    for i, hit in enumerate(hits, 1):
-        c = hit.citation
-        click.echo(f"[{i}] {hit.text}")
-        click.echo(
-            f"    fact {hit.id} · {c.doc_id} · {c.title or '(untitled)'} · "
-            f"{c.published or 'undated'} · score {hit.score:.3f}" + (f" · {c.url}" if c.url else "")
-        )
-
-
-def _print_answer(answer: Answer) -> None:
-    marks = "".join(f"[{i}]" for i in range(1, len(answer.citations) + 1))
-    click.echo(f"{answer.answer} {marks}".rstrip())
-    if answer.citations:
-        click.echo("\nSources:")
-        for i, c in enumerate(answer.citations, 1):
-            parts = [c.doc_id, c.title or "(untitled)", c.published or "undated"]
-            if c.url:
-                parts.append(c.url)
-            click.echo(f"  [{i}] " + " · ".join(parts))
+    out, warnings = render.ingest_lines(report)
+    _echo(out)
+    _echo(warnings, err=True)
 
 
 @cli.command()
@@ -319,7 +294,7 @@ def ask(opts: Options, question: str, k: int | None, as_of: date | None, as_json
     if as_json:
         _emit_json(answer.to_dict())
     else:
-        _print_answer(answer)
+        _echo(render.answer_lines(answer))
 
 
 @cli.command()
@@ -334,10 +309,8 @@ def search(opts: Options, query: str, k: int | None, as_of: date | None, as_json
         hits = kb.search(query, k=k, as_of=as_of)
     if as_json:
         _emit_json({"facts": [h.to_dict() for h in hits]})
-    elif hits:
-        _print_hits(hits)
     else:
-        click.echo("No facts found.")
+        _echo(render.hit_lines(hits))
 
 
 @cli.group()
@@ -345,55 +318,17 @@ def docs() -> None:
     """List and show stored documents."""
 
 
-ACCOUNTING = (
-    "doc_id",
-    "llm_calls",
-    "prompt_tokens",
-    "cached_tokens",
-    "completion_tokens",
-    "model_seconds",
-)
-
-
-def _doc_summary(d: Any) -> dict[str, Any]:
-    return {
-        "doc_id": d.doc_id,
-        "seq": d.seq,
-        "title": d.title,
-        "url": d.url,
-        "published": d.published.date().isoformat() if d.published else None,
-        "source": d.source,
-        "llm_calls": d.llm_calls,
-        "prompt_tokens": d.prompt_tokens,
-        "cached_tokens": d.cached_tokens,
-        "completion_tokens": d.completion_tokens,
-        "model_seconds": round(d.model_seconds, 3),
-    }
-
-
 @docs.command("list")
 @json_option
 @pass_options
 def docs_list(opts: Options, as_json: bool) -> None:
     """List documents in ingest order."""
-    from sqlalchemy import select
-
-    from kbase.store.models import Document
-
     with opts.open() as kb:
-        rows = kb.read(
-            lambda s: [_doc_summary(d) for d in s.scalars(select(Document).order_by(Document.seq))]
-        )
+        documents = kb.documents()
     if as_json:
-        _emit_json(rows)
-        return
-    if not rows:
-        click.echo("No documents yet: add some with `kb ingest`.")
-    for r in rows:
-        click.echo(
-            f"{r['seq']:>5}  {r['doc_id']}  {r['published'] or 'undated'}  "
-            f"{r['title'] or '(untitled)'}"
-        )
+        _emit_json([d.to_dict() for d in documents])
+    else:
+        _echo(render.document_list_lines(documents))
 
 
 @docs.command("show")
@@ -402,35 +337,12 @@ def docs_list(opts: Options, as_json: bool) -> None:
 @pass_options
 def docs_show(opts: Options, doc_id: str, as_json: bool) -> None:
     """Show a document, its accounting and the edits it caused."""
-    from kbase.store import queries
-
-    def load(session: Any) -> dict[str, Any]:
-        doc = queries.document(session, doc_id)
-        return {
-            **_doc_summary(doc),
-            "text": doc.text,
-            "edits": queries.document_edits(session, doc),
-        }
-
     with opts.open() as kb:
-        data = kb.read(load)
+        detail = kb.document(doc_id)
     if as_json:
-        _emit_json(data)
-        return
-    click.echo(
-        f"{data['doc_id']} (#{data['seq']}) · {data['title'] or '(untitled)'} · "
-        f"{data['published'] or 'undated'}" + (f" · {data['url']}" if data["url"] else "")
-    )
-    click.echo(f"source: {data['source']}")
-    click.echo(
-        f"LLM: {data['llm_calls']} calls, {data['prompt_tokens']} prompt tokens "
-        f"({data['cached_tokens']} from cache), {data['completion_tokens']} generated, "
-        f"{data['model_seconds']} s"
-    )
-    click.echo("\n" + data["text"] + "\n")
-    click.echo("Edits:" if data["edits"] else "Edits: none")
-    for e in data["edits"]:
-        click.echo(f"  {e['relation']:<10} fact {e['fact_id']}: {e['text']}")
+        _emit_json(detail.to_dict())
+    else:
+        _echo(render.document_lines(detail))
 
 
 @cli.group()
@@ -450,18 +362,12 @@ def facts_list(
     opts: Options, include_closed: bool, doc_id: str | None, limit: int | None, as_json: bool
 ) -> None:
     """List current facts (or every version with --all)."""
-    from kbase.store import queries
-
     with opts.open() as kb:
-        rows = kb.read(
-            lambda s: queries.facts(s, include_closed=include_closed, limit=limit, doc_id=doc_id)
-        )
+        rows = kb.facts(include_closed=include_closed, doc_id=doc_id, limit=limit)
     if as_json:
-        _emit_json(rows)
-        return
-    for r in rows:
-        status = "" if r["current"] else f"  ({r['close_reason']})"
-        click.echo(f"{r['id']:>6}  {r['text']}  [{r['doc_id']}]{status}")
+        _emit_json([r.to_dict() for r in rows])
+    else:
+        _echo(render.fact_list_lines(rows))
 
 
 @cli.command()
@@ -470,25 +376,12 @@ def facts_list(
 @pass_options
 def history(opts: Options, fact_id: int, as_json: bool) -> None:
     """Show every version of a fact and the documents behind each."""
-    from kbase.store import queries
-
     with opts.open() as kb:
-        versions = kb.read(lambda s: queries.history(s, fact_id))
+        versions = kb.history(fact_id)
     if as_json:
-        _emit_json(versions)
-        return
-    for v in versions:
-        start = v["valid_from"]
-        end = v["valid_until"]
-        until = (
-            f"until {end['published'] or 'undated'} ({v['close_reason']} by {v['closed_by']})"
-            if end
-            else "current"
-        )
-        click.echo(f"fact {v['id']}: {v['text']}")
-        click.echo(f"    from {start['published'] or 'undated'} ({v['created_by']}), {until}")
-        for e in v["evidence"]:
-            click.echo(f"    {e['relation']:<10} {e['doc_id']} ({e['published'] or 'undated'})")
+        _emit_json([v.to_dict() for v in versions])
+    else:
+        _echo(render.history_lines(versions))
 
 
 @cli.command()
@@ -502,35 +395,12 @@ def history(opts: Options, fact_id: int, as_json: bool) -> None:
 @pass_options
 def stats(opts: Options, per_document: bool, as_json: bool) -> None:
     """Totals: documents, facts, index size, LLM calls and tokens."""
-    from sqlalchemy import select
-
-    from kbase.store import queries
-    from kbase.store.models import Document
-
     with opts.open() as kb:
-        data = kb.read(queries.stats)
-        data["index_vectors"] = kb.index_size()
-        data["strategy"] = kb.settings.strategy
-        data["llm"] = kb.settings.llm
-        if per_document:
-            data["per_document"] = kb.read(
-                lambda s: [
-                    {k: _doc_summary(d)[k] for k in ACCOUNTING}
-                    for d in s.scalars(select(Document).order_by(Document.seq))
-                ]
-            )
+        totals = kb.stats(per_document=per_document)
     if as_json:
-        _emit_json(data)
-        return
-    for key, value in data.items():
-        if key != "per_document":
-            click.echo(f"{key.replace('_', ' ')}: {value}")
-    for r in data.get("per_document", []):
-        click.echo(
-            f"  {r['doc_id']}: {r['llm_calls']} calls, {r['prompt_tokens']} prompt tokens "
-            f"({r['cached_tokens']} cached), {r['completion_tokens']} generated, "
-            f"{r['model_seconds']} s"
-        )
+        _emit_json(totals.to_dict())
+    else:
+        _echo(render.stats_lines(totals))
 
 
 @cli.command()
@@ -545,39 +415,18 @@ def stats(opts: Options, per_document: bool, as_json: bool) -> None:
 def forget(opts: Options, doc_ids: tuple[str, ...], missing_ok: bool, as_json: bool) -> None:
     """Forget documents exactly, as if they had never been ingested."""
     with opts.open() as kb:
-        report = kb.forget(list(doc_ids), missing_ok=missing_ok)
+        report = kb.forget(doc_ids, missing_ok=missing_ok)
     if as_json:
         _emit_json(report.to_dict())
-        return
-    for doc_id in report.missing:
-        click.echo(f"{doc_id}: not stored, nothing to do")
-    if not report.forgotten:
-        return
-    click.echo(
-        f"Forgot {', '.join(report.forgotten)}: {report.documents_replayed} later documents "
-        f"replayed ({report.replayed_calls} answers from the record, {report.model_calls} model "
-        f"calls), {report.facts_removed} facts removed, {report.facts_restored} restored, "
-        f"few-shot selection {'changed' if report.fewshot_changed else 'unchanged'}, "
-        f"{report.seconds:.2f} s."
-    )
-
-
-def _print_curation(report: Any, as_json: bool) -> None:
-    if as_json:
-        _emit_json(report.to_dict())
-        return
-    changes = [
-        f"added {', '.join(report.added)}" if report.added else "",
-        f"removed {', '.join(report.removed)}" if report.removed else "",
-    ]
-    click.echo("; ".join(c for c in changes if c) or "No change.")
-    if report.selection_changed:
-        click.echo(
-            f"The selected examples changed: {report.documents_replayed} documents "
-            f"replayed, {report.model_calls} model calls, {report.seconds:.2f} s."
-        )
     else:
-        click.echo("The selected examples did not change; nothing was replayed.")
+        _echo(render.forget_lines(report))
+
+
+def _print_curation(report: CurationReport, as_json: bool) -> None:
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        _echo(render.curation_lines(report))
 
 
 @cli.group()
@@ -590,18 +439,12 @@ def examples() -> None:
 @pass_options
 def examples_list(opts: Options, as_json: bool) -> None:
     """List built-in, user and correction examples, and which are selected."""
-    from kbase import curation
-
     with opts.open() as kb:
-        rows = curation.listing(kb)
+        rows = kb.examples()
     if as_json:
-        _emit_json(rows)
-        return
-    for r in rows:
-        mark = "*" if r["selected"] else " "
-        tied = f"  (from {', '.join(r['documents'])})" if r["documents"] else ""
-        click.echo(f"{mark} {r['task']:<8} {r['id']}  [{r['origin']}]{tied}")
-    click.echo("(* selected: shown in prompts now)")
+        _emit_json([r.to_dict() for r in rows])
+    else:
+        _echo(render.example_lines(rows))
 
 
 @examples.command("add")
@@ -610,11 +453,11 @@ def examples_list(opts: Options, as_json: bool) -> None:
 @pass_options
 def examples_add(opts: Options, path: Path, as_json: bool) -> None:
     """Add examples from a JSONL file (see docs/design.md for the record forms)."""
-    from kbase import curation
+    from kbase.fewshot.curation import read_examples
 
-    records = curation.read_examples(path)
+    records = read_examples(path)  # a bad file fails before the knowledge base opens
     with opts.open() as kb:
-        _print_curation(curation.add(kb, records), as_json)
+        _print_curation(kb.add_examples(records), as_json)
 
 
 @examples.command("rm")
@@ -623,10 +466,8 @@ def examples_add(opts: Options, path: Path, as_json: bool) -> None:
 @pass_options
 def examples_rm(opts: Options, example_ids: tuple[str, ...], as_json: bool) -> None:
     """Remove user or correction examples; the selection is updated exactly."""
-    from kbase import curation
-
     with opts.open() as kb:
-        _print_curation(curation.remove(kb, list(example_ids)), as_json)
+        _print_curation(kb.remove_examples(example_ids), as_json)
 
 
 @cli.command()
@@ -647,10 +488,8 @@ def examples_rm(opts: Options, example_ids: tuple[str, ...], as_json: bool) -> N
 @pass_options
 def correct(opts: Options, fact_id: int, should_be: str, doc_id: str | None, as_json: bool) -> None:
     """Record that a decision about a fact was wrong, as a few-shot example."""
-    from kbase import curation
-
     with opts.open() as kb:
-        report = curation.correct(kb, fact_id, should_be_true=should_be == "true", doc_id=doc_id)
+        report = kb.correct(fact_id, should_be_true=should_be == "true", doc_id=doc_id)
     _print_curation(report, as_json)
 
 
@@ -665,22 +504,13 @@ def correct(opts: Options, fact_id: int, should_be: str, doc_id: str | None, as_
 def verify(opts: Options, deep: bool, as_json: bool) -> None:
     """Check that the vector index and SQL agree (and, with --deep, that a replay of
     the ingest log gives the same store)."""
-    from kbase.verify import verify_deep, verify_index
-
     with opts.open() as kb:
-        kb.index_size()  # catch the index up from SQL first, as every command does
-        problems = verify_index(kb)
-        if deep:
-            problems += verify_deep(kb)
+        report = kb.verify(deep=deep)
     if as_json:
-        _emit_json({"ok": not problems, "problems": problems})
+        _emit_json(report.to_dict())
     else:
-        for problem in problems:
-            click.echo(f"problem: {problem}")
-        click.echo(
-            "OK: the store is consistent." if not problems else f"{len(problems)} problems found."
-        )
-    if problems:
+        _echo(render.verify_lines(report))
+    if not report.ok:
         sys.exit(1)
 
 

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import tests.conftest  # noqa: F401  (registers the fake-world LLM backend)
 from kbase.config import Settings
 from kbase.kb import KnowledgeBase
 from kbase.sources.base import SourceDocument
@@ -87,12 +86,12 @@ def open_kb(folder: Path, real: bool) -> KnowledgeBase:
     if real:
         return KnowledgeBase.open(folder, settings=Settings())
     from kbase.embed.fake import HashingEmbedder
-    from tests.fakeworld import world_llm
+    from kbase.llm.fake import world_llm
 
     model = world_llm()
     return KnowledgeBase.open(
         folder,
-        settings=Settings(embedder="fake", llm="fake-world"),
+        settings=Settings(embedder="fake", llm="fake"),
         embedder=HashingEmbedder(),
         backend=lambda: model,
     )

@@ -52,7 +52,7 @@ def ingest_benchmark(models: Models, feed: str, strategy: str, folder: Path) -> 
                     print(f"ingest: document {info['documents']}/{len(docs)}", file=sys.stderr)
 
         result = kb.ingest(docs, progress=progress)
-        rows = kb.read(
+        rows = kb.runtime.read(
             lambda s: [
                 {"doc_id": d.doc_id, **{k: getattr(d, k) for k in ACCOUNTING}}
                 for d in s.scalars(select(Document).order_by(Document.seq))

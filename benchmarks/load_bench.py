@@ -85,11 +85,10 @@ def documents(count: int, *, offset: int = 0) -> list[Any]:
 
 def make_store(folder: Path, count: int) -> None:
     """A knowledge base on the fake models holding ``count`` documents."""
-    import tests.conftest  # noqa: F401  (registers the fake-world LLM)
     from kbase.config import Settings
     from kbase.kb import KnowledgeBase
 
-    settings = Settings(embedder="fake", llm="fake-world")
+    settings = Settings(embedder="fake", llm="fake")
     with KnowledgeBase.open(folder, settings=settings) as kb:
         kb.ingest(documents(count))
 
@@ -113,7 +112,7 @@ def reader(folder: str, start_at: float, seconds: float, number: int, out: str) 
             with KnowledgeBase.open(folder, create=False) as kb:
                 hits = kb.search(query)
                 result.latencies.append(time.perf_counter() - started)
-                with kb.engine.connect() as connection:
+                with kb.runtime.engine.connect() as connection:
                     half = int(connection.execute(HALF_STORED).scalar_one())
                     now = int(connection.execute(DOCUMENTS).scalar_one())
         except Exception as exc:  # a reader must never fail: every error is reported
@@ -133,7 +132,6 @@ def reader(folder: str, start_at: float, seconds: float, number: int, out: str) 
 
 def writer(folder: str, start_at: float, seconds: float, offset: int, out: str) -> None:
     """Ingest one document per call until the window closes."""
-    import tests.conftest  # noqa: F401  (registers the fake-world LLM)
     from kbase.kb import KnowledgeBase
 
     result = Worker("writer")

@@ -84,7 +84,7 @@ def load_models(*, fake: bool, llm: bool = True) -> Models:
     load_llm: Callable[[], LLMBackend]
     if fake:
         from kbase.embed.fake import HashingEmbedder
-        from tests.fakeworld import world_llm
+        from kbase.llm.fake import world_llm
 
         inner: Embedder = HashingEmbedder()
         load_llm = world_llm

@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 
 from benchmarks import report
 from benchmarks.models import Models, load_models
-from kbase.config import STRATEGIES
 from kbase.kb import KnowledgeBase
+from kbase.pipeline.strategies import STRATEGIES
 from kbase.sources.base import SourceDocument
 from kbase.store.models import Document, LLMRecord
 
@@ -115,8 +115,8 @@ def run_strategy(
             walls.append(time.perf_counter() - started)
             print(f"{strategy}: document {n}/{len(docs)} in {walls[-1]:.1f} s", file=sys.stderr)
         answers += [_ask(kb, q) for q in pending]
-        rows = kb.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
-        by_task = kb.read(
+        rows = kb.runtime.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
+        by_task = kb.runtime.read(
             lambda s: {
                 task: {
                     "requests": n,

@@ -117,7 +117,7 @@ def retrieval_benchmark(
             synthstore.populate(kb, texts[:size], vectors[size], models.embedder)
             insert_s = time.perf_counter() - started
             started = time.perf_counter()
-            indexed = kb.index_size()
+            indexed = kb.runtime.index_size()
             index_s = time.perf_counter() - started
             as_of = synthstore.middle_date(size).date()
             _say(f"store of {size} facts built; timing {len(queries)} queries")

@@ -137,7 +137,7 @@ def populate(kb: KnowledgeBase, texts: list[str], vectors: Vectors, embedder: Em
         {"model": embedder.model_id, "text_hash": f["text_hash"], "vector": v.tobytes()}
         for f, v in zip(facts, np.asarray(vectors, dtype=np.float32), strict=True)
     ]
-    with kb.session() as session, session.begin():
+    with kb.runtime.session() as session, session.begin():
         for model, rows in (
             (Document, documents),
             (Fact, facts),

@@ -9,23 +9,12 @@ recorded for the old text. Few-shot examples reach a prompt only through
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 
+from kbase.fewshot.example import Chosen, Example
 from kbase.hashing import canonical_json, sha256_hex
 from kbase.llm.base import LLMRequest, Message
-
-
-@dataclass(frozen=True)
-class Example:
-    """A worked example: the user turn and the ideal assistant answer."""
-
-    task: str
-    user: str
-    assistant: str
-    id: str = ""
-
 
 # Extraction, verdicts and rewrites share one system prompt and one set of examples,
 # and each request puts its article right after them and its task after the article:
@@ -241,12 +230,9 @@ PAPER_VERDICT_SCHEMA = {
 VERDICT_CHOICES = ("TRUE", "FALSE")
 
 
-Chosen = Mapping[str, Sequence[Example]]
-
-
 def select_examples(task: str, chosen: Chosen | None = None) -> list[Example]:
     """The few-shot examples shown in prompts of ``task``: the knowledge base's
-    selection when given (kbase.examples), else the built-in ones."""
+    selection when given (kbase.fewshot.pool), else the built-in ones."""
     if chosen is not None and task in chosen:
         return list(chosen[task])
     return [e for e in BUILTIN_EXAMPLES if e.task == task]

@@ -1,4 +1,8 @@
-"""Plain result types returned by the library and printed by the CLI."""
+"""Every result type the library returns and the CLI, the API and the tests read.
+
+A leaf: it imports nothing of kbase, so every layer can build and return these.
+``to_dict()`` gives the JSON shape ``kb ... --json`` prints.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,27 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kbase.pipeline.context import DocReport
 
-
-def _iso(value: datetime | None) -> str | None:
+def iso_date(value: datetime | None) -> str | None:
+    """The date part of a timestamp, as YYYY-MM-DD (None stays None)."""
     return value.date().isoformat() if value else None
+
+
+#: The id and accounting columns of a document, in the order ``--json`` prints them.
+ACCOUNTING_KEYS = (
+    "doc_id",
+    "llm_calls",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "model_seconds",
+)
 
 
 @dataclass(frozen=True)
 class Citation:
+    """A document an answer or a fact points to."""
+
     doc_id: str
     title: str | None
     url: str | None
@@ -24,11 +40,13 @@ class Citation:
     def of(
         cls, doc_id: str, title: str | None, url: str | None, published: datetime | None
     ) -> Citation:
-        return cls(doc_id, title, url, _iso(published))
+        return cls(doc_id, title, url, iso_date(published))
 
 
 @dataclass(frozen=True)
 class FactHit:
+    """A retrieved fact version with its score and provenance."""
+
     id: int
     text: str
     doc_id: str
@@ -47,6 +65,8 @@ class FactHit:
 
 @dataclass(frozen=True)
 class Answer:
+    """The model's answer, the documents it cites and the facts it was shown."""
+
     answer: str
     citations: list[Citation]
     facts: list[FactHit]
@@ -60,7 +80,32 @@ class Answer:
 
 
 @dataclass
+class DocReport:
+    """What ingesting one document did."""
+
+    doc_id: str
+    seq: int
+    chunks: int = 0
+    facts_created: int = 0
+    facts_reinforced: int = 0
+    facts_retired: int = 0
+    facts_rewritten: int = 0
+    chunks_skipped: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    model_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class IngestReport:
+    """What an ingest stored, and what it asked of the LLM in all."""
+
     stored: list[DocReport] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
@@ -73,13 +118,13 @@ class IngestReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["stored"] = [asdict(r) for r in self.stored]
-        return data
+        return asdict(self)
 
 
 @dataclass
 class ForgetReport:
+    """What forgetting documents removed, restored and replayed."""
+
     forgotten: list[str]
     #: Ids asked for that were not stored (``missing_ok``): nothing to do for them.
     missing: list[str] = field(default_factory=list)
@@ -90,6 +135,202 @@ class ForgetReport:
     facts_restored: int = 0
     fewshot_changed: bool = False
     seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CurationReport:
+    """What a change of the few-shot example pool did."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    selection_changed: bool = False
+    documents_replayed: int = 0
+    model_calls: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    """A stored document: its identity, provenance and what ingesting it cost."""
+
+    doc_id: str
+    seq: int
+    title: str | None
+    url: str | None
+    published: str | None
+    source: str
+    llm_calls: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    model_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def accounting(self) -> dict[str, Any]:
+        """The id and the LLM accounting only (``kb stats --documents``)."""
+        keys = ACCOUNTING_KEYS
+        data = asdict(self)
+        return {k: data[k] for k in keys}
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One fact a document created, reinforced, retired or rewrote."""
+
+    relation: str
+    fact_id: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DocumentDetail:
+    """A stored document with its text and the edits it caused."""
+
+    summary: DocumentSummary
+    text: str
+    edits: list[Edit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary.to_dict(),
+            "text": self.text,
+            "edits": [e.to_dict() for e in self.edits],
+        }
+
+
+@dataclass(frozen=True)
+class FactRow:
+    """A fact version in a listing."""
+
+    id: int
+    text: str
+    doc_id: str
+    current: bool
+    close_reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatedDocument:
+    """Where a fact version starts or ends: the document and its date."""
+
+    seq: int
+    doc_id: str
+    published: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """A document that created, reinforced, retired or rewrote a fact version."""
+
+    relation: str
+    doc_id: str
+    published: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FactVersion:
+    """One version of a fact, the documents behind it and what closed it."""
+
+    id: int
+    text: str
+    current: bool
+    valid_from: DatedDocument
+    valid_until: DatedDocument | None
+    created_by: str
+    closed_by: str | None
+    close_reason: str | None
+    replaces: int | None
+    evidence: list[EvidenceRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "current": self.current,
+            "valid_from": self.valid_from.to_dict(),
+            "valid_until": self.valid_until.to_dict() if self.valid_until else None,
+            "created_by": self.created_by,
+            "closed_by": self.closed_by,
+            "close_reason": self.close_reason,
+            "replaces": self.replaces,
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Totals of a knowledge base."""
+
+    documents: int
+    facts_current: int
+    facts_closed: int
+    ingest_llm_calls: int
+    ingest_prompt_tokens: int
+    ingest_cached_tokens: int
+    ingest_completion_tokens: int
+    ingest_model_seconds: float
+    recorded_answers: int
+    recorded_prompt_tokens: int
+    recorded_completion_tokens: int
+    index_vectors: int
+    strategy: str
+    llm: str
+    #: Each document's accounting, when asked for.
+    per_document: list[DocumentSummary] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["per_document"]
+        if self.per_document is not None:
+            data["per_document"] = [d.accounting() for d in self.per_document]
+        return data
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``verify`` found wrong (nothing, when ``ok``)."""
+
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problems": list(self.problems)}
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """A few-shot example in the pool, and whether prompts show it now."""
+
+    id: str
+    task: str
+    origin: str
+    selected: bool
+    documents: list[str]
+    user: str
+    assistant: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

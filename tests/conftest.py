@@ -21,13 +21,11 @@ from sqlalchemy.engine import make_url
 
 from kbase.config import Settings
 from kbase.embed.fake import HashingEmbedder
-from kbase.kb import CONFIG_FILE, KnowledgeBase
-from kbase.llm import LLMBackend, get_backend, register_backend
-from kbase.llm.fake import ScriptedLLM
+from kbase.kb import KnowledgeBase
+from kbase.llm import LLMBackend, get_backend
+from kbase.llm.fake import ScriptedLLM, world_llm
 from kbase.paths import kb_folder
-from tests.fakeworld import world_llm
-
-register_backend("fake-world", lambda **_: world_llm())
+from kbase.runtime import CONFIG_FILE, Runtime
 
 OpenKB = Callable[..., KnowledgeBase]
 PG_SERVER = "postgresql://127.0.0.1:5432/test"
@@ -112,18 +110,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _BUCKETS: list[PostgresStores] = []
 
 
-def _open_on_postgres(original: Callable[..., KnowledgeBase]) -> Callable[..., KnowledgeBase]:
-    """``KnowledgeBase.open`` that gives a new knowledge base with no database URL a
-    fresh schema."""
+def _open_on_postgres(original: Callable[..., Runtime]) -> Callable[..., Runtime]:
+    """``Runtime.open`` that gives a new knowledge base with no database URL a fresh
+    schema."""
 
     def open_(
-        cls: type[KnowledgeBase],
+        cls: type[Runtime],
         folder: str | Path | None = None,
         *,
         database_url: str | None = None,
         create: bool = True,
         **options: Any,
-    ) -> KnowledgeBase:
+    ) -> Runtime:
         path = kb_folder(folder)
         new = create and (not path.exists() or path.is_dir())
         new = new and not (path / CONFIG_FILE).exists() and not (path / "kbase.db").exists()
@@ -140,9 +138,9 @@ def _postgres_tier() -> Iterator[None]:
         yield
         return
     _BUCKETS.append(PostgresStores())
-    original = KnowledgeBase.open.__func__  # type: ignore[attr-defined]
+    original = Runtime.open.__func__  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(KnowledgeBase, "open", classmethod(_open_on_postgres(original)))
+        patch.setattr(Runtime, "open", classmethod(_open_on_postgres(original)))
         try:
             yield
         finally:

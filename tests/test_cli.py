@@ -29,7 +29,7 @@ FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
 @pytest.fixture
 def kb_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "kb"
-    KnowledgeBase.open(folder, settings=Settings(embedder="fake", llm="fake-world")).close()
+    KnowledgeBase.open(folder, settings=Settings(embedder="fake", llm="fake")).close()
     return folder
 
 

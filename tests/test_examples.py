@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from kbase import curation
 from kbase.errors import InputError, NotFoundError
+from kbase.fewshot.curation import read_examples
+from kbase.llm.fake import world_llm
 from kbase.store.models import Fact, FewshotState
 from tests.conftest import OpenKB
-from tests.fakeworld import world_llm
 from tests.helpers import news
 
 BOB = news("d1", "The CEO of Acme is Bob. The harbour of Leeds is busy.", day=1)
@@ -30,11 +30,13 @@ VERDICT = {
 
 
 def selection_bytes(kb) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    return kb.read(lambda s: {r.task: bytes(r.data) for r in s.scalars(select(FewshotState))})
+    return kb.runtime.read(
+        lambda s: {r.task: bytes(r.data) for r in s.scalars(select(FewshotState))}
+    )
 
 
 def selected(kb) -> set[str]:  # type: ignore[no-untyped-def]
-    return {r["id"] for r in curation.listing(kb) if r["selected"]}
+    return {r.id for r in kb.examples() if r.selected}
 
 
 def write(path: Path, *records: dict[str, object]) -> Path:
@@ -47,9 +49,9 @@ def test_the_built_in_examples_are_selected_while_the_pool_is_no_larger_than_a_p
 ) -> None:
     kb = open_kb()
     kb.ingest([BOB])
-    rows = curation.listing(kb)
-    assert {r["origin"] for r in rows} == {"builtin"}
-    assert all(r["selected"] for r in rows)
+    rows = kb.examples()
+    assert {r.origin for r in rows} == {"builtin"}
+    assert all(r.selected for r in rows)
 
 
 def test_adding_an_example_that_changes_the_selection_replays_every_document(
@@ -61,7 +63,7 @@ def test_adding_an_example_that_changes_the_selection_replays_every_document(
     extra = [
         dict(VERDICT, id=f"user-{i}", fact=f"Zed Corp is based in city {i}.") for i in range(4)
     ]
-    report = curation.add(kb, curation.read_examples(write(tmp_path / "x.jsonl", *extra)))
+    report = kb.add_examples(read_examples(write(tmp_path / "x.jsonl", *extra)))
     assert report.added == ["user-0", "user-1", "user-2", "user-3"]
     assert report.selection_changed and report.documents_replayed == 2
     # The examples of every task head every shared-prefix prompt: both extractions
@@ -79,8 +81,8 @@ def test_removing_an_example_restores_exactly_the_selection_without_it(
     extra = [
         dict(VERDICT, id=f"user-{i}", fact=f"Zed Corp is based in city {i}.") for i in range(3)
     ]
-    curation.add(kb, curation.read_examples(write(tmp_path / "x.jsonl", *extra)))
-    curation.remove(kb, ["user-0", "user-1", "user-2"])
+    kb.add_examples(read_examples(write(tmp_path / "x.jsonl", *extra)))
+    kb.remove_examples(["user-0", "user-1", "user-2"])
     assert selection_bytes(kb) == before
 
 
@@ -90,15 +92,17 @@ def test_a_correction_is_an_example_tied_to_its_documents_and_forgetting_one_unl
     kb = open_kb()
     kb.ingest([BOB, ALICE])
     before = selection_bytes(kb)
-    bob = kb.read(lambda s: s.scalar(select(Fact).where(Fact.text == "The CEO of Acme is Bob.")))
-    report = curation.correct(kb, bob.id, should_be_true=True)
+    bob = kb.runtime.read(
+        lambda s: s.scalar(select(Fact).where(Fact.text == "The CEO of Acme is Bob."))
+    )
+    report = kb.correct(bob.id, should_be_true=True)
     assert report.added == [f"correction-{bob.id}-d2"]
-    row = next(r for r in curation.listing(kb) if r["origin"] == "correction")
-    assert row["documents"] == ["d1", "d2"] and row["assistant"] == "TRUE"
-    assert "Stored fact: The CEO of Acme is Bob." in row["user"]
+    row = next(r for r in kb.examples() if r.origin == "correction")
+    assert row.documents == ["d1", "d2"] and row.assistant == "TRUE"
+    assert "Stored fact: The CEO of Acme is Bob." in row.user
 
     forgot = kb.forget(["d2"])
-    assert [r["origin"] for r in curation.listing(kb)].count("correction") == 0
+    assert [r.origin for r in kb.examples()].count("correction") == 0
     assert forgot.fewshot_changed
     assert selection_bytes(kb) == before
 
@@ -108,8 +112,8 @@ def test_bad_example_files_and_ids_give_one_line_errors(open_kb: OpenKB, tmp_pat
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(VERDICT) + "\n{not json\n")
     with pytest.raises(InputError, match=r"bad.jsonl:2: not JSON"):
-        curation.read_examples(bad)
+        read_examples(bad)
     with pytest.raises(InputError, match="'answer' must be TRUE or FALSE"):
-        curation.read_examples(write(tmp_path / "a.jsonl", dict(VERDICT, answer="MAYBE")))
+        read_examples(write(tmp_path / "a.jsonl", dict(VERDICT, answer="MAYBE")))
     with pytest.raises(NotFoundError, match="built-in examples cannot be removed"):
-        curation.remove(kb, ["builtin-verdict-1"])
+        kb.remove_examples(["builtin-verdict-1"])

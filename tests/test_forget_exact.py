@@ -23,9 +23,9 @@ from kbase.config import Settings
 from kbase.embed.fake import HashingEmbedder
 from kbase.fingerprint import describe, differences
 from kbase.kb import KnowledgeBase
+from kbase.llm.fake import world_llm
 from kbase.sources.base import SourceDocument
 from tests.conftest import PG_SERVER, OpenKB
-from tests.fakeworld import world_llm
 from tests.helpers import news
 
 ROLES = ("CEO", "CFO")
@@ -71,7 +71,7 @@ Open = Callable[[], KnowledgeBase]
 
 
 def state(kb: KnowledgeBase) -> State:
-    return kb.read(describe)  # type: ignore[no-any-return]
+    return kb.runtime.read(describe)  # type: ignore[no-any-return]
 
 
 def assert_same(mine: State, theirs: State, what: str) -> None:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
@@ -41,15 +41,14 @@ from kbase.config import Settings
 from kbase.embed.fake import HashingEmbedder
 from kbase.errors import InputError, ModelUnavailable
 from kbase.kb import KnowledgeBase
-from kbase.llm import BACKENDS
+from kbase.llm import BACKENDS, BackendEntry
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
-from kbase.llm.fake import ScriptedLLM
+from kbase.llm.fake import ScriptedLLM, world, world_llm
+from kbase.ops.verify import verify_index
 from kbase.sources import SourceDocument, read_source
 from kbase.sources.dates import from_struct_time, parse_date
 from kbase.store.models import Chunk, Document, Embedding, Fact, LLMRecord
-from kbase.verify import verify_index
 from tests.crashkit import run_cli
-from tests.fakeworld import world, world_llm
 from tests.helpers import local_server, news, no_proxies
 
 DATA = Path(__file__).parent / "data" / "sources"
@@ -754,7 +753,7 @@ def cli_world(tmp_path_factory: pytest.TempPathFactory) -> CliWorld:
     """A fake-backed knowledge base with a few documents, and files to feed the CLI."""
     root = tmp_path_factory.mktemp("cli")
     kb = root / "kb"
-    KnowledgeBase.open(kb, settings=Settings(embedder="fake", llm="fake-world")).close()
+    KnowledgeBase.open(kb, settings=Settings(embedder="fake", llm="fake")).close()
     files = {
         "feed": root / "news.xml",
         "jsonl": root / "docs.jsonl",
@@ -1008,8 +1007,8 @@ def fast_fakes(monkeypatch: pytest.MonkeyPatch) -> None:
         return OpenAIBackend(base_url=base_url, model=model, backoff=0.01, timeout=2.0)
 
     monkeypatch.setitem(EMBEDDERS, "minilm", HashingEmbedder)
-    monkeypatch.setitem(BACKENDS, "llama-cpp", lambda **_: world_llm())
-    monkeypatch.setitem(BACKENDS, "openai", quick_openai)
+    monkeypatch.setitem(BACKENDS, "llama-cpp", replace(BACKENDS["llama-cpp"], factory=world_llm))
+    monkeypatch.setitem(BACKENDS, "openai", replace(BACKENDS["openai"], factory=quick_openai))
     for variable in ("KBASE_DEBUG", "KBASE_DATABASE_URL", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(variable, raising=False)
 
@@ -1208,7 +1207,7 @@ def make_fault_kb(
     folder: Path, monkeypatch: pytest.MonkeyPatch, backend: Callable[[], LLMBackend]
 ) -> Path:
     name = f"faulty-{folder.name}"
-    monkeypatch.setitem(BACKENDS, name, lambda **_: backend())
+    monkeypatch.setitem(BACKENDS, name, BackendEntry(lambda **_: backend()))
     # A share of 1 makes every fact made false ask the model for its rewrite, so a
     # fault in the rewrite request is reached.
     settings = Settings(embedder="fake", llm=name, rewrite_swap_share=1.0)
@@ -1218,7 +1217,7 @@ def make_fault_kb(
 
 def store_rows(folder: Path) -> dict[str, Any]:
     with KnowledgeBase.open(folder, create=False) as kb:
-        problems = verify_index(kb)
+        problems = verify_index(kb.runtime)
 
         def rows(session: Any) -> dict[str, Any]:
             return {
@@ -1237,7 +1236,7 @@ def store_rows(folder: Path) -> dict[str, Any]:
                 "embeddings": session.scalar(select(func.count()).select_from(Embedding)),
             }
 
-        return {**kb.read(rows), "index_problems": problems}
+        return {**kb.runtime.read(rows), "index_problems": problems}
 
 
 @pytest.mark.parametrize("task", ["extract", "verdict", "rewrite"])
@@ -1253,7 +1252,7 @@ def test_a_model_timeout_mid_batch_stores_the_earlier_documents_and_nothing_of_t
     assert state["docs"] == ["d1"] and state["poisoned"] == 0
     assert state["index_problems"] == []
     assert "The CEO of Acme is Bob." in state["current"]
-    monkeypatch.setitem(BACKENDS, f"faulty-{folder.name}", lambda **_: world_llm())
+    monkeypatch.setitem(BACKENDS, f"faulty-{folder.name}", BackendEntry(lambda **_: world_llm()))
     code, out, err = run_main(["--kb", str(folder), "ingest", str(source)])
     assert code == 0 and "Stored 2 documents (1 unchanged)" in out, err
     healed = store_rows(folder)
@@ -1295,10 +1294,10 @@ def test_verify_finds_nothing_wrong_after_a_first_ingest_that_stored_nothing(
     def down(request: LLMRequest) -> str:
         raise ModelUnavailable("LLM server at http://fake did not answer after 3 tries")
 
-    kb = open_kb(llm=ScriptedLLM(down, model_id="fake-world"))
+    kb = open_kb(llm=ScriptedLLM(down, model_id="fake"))
     with pytest.raises(ModelUnavailable):
         kb.ingest([news("d1", "The CEO of Acme is Bob.")])
-    assert verify_index(kb) == []
+    assert verify_index(kb.runtime) == []
 
 
 class AnswerFuzzLLM(LLMBackend):
@@ -1372,9 +1371,9 @@ def test_any_extraction_answer_and_any_verdict_scores_leave_a_consistent_store(
     )
     ran("test_any_extraction_answer_and_any_verdict_scores_leave_a_consistent_store")
     assert len(report.stored) + len(report.unchanged) == 2
-    texts = kb.read(lambda s: list(s.scalars(select(Fact.text))))
+    texts = kb.runtime.read(lambda s: list(s.scalars(select(Fact.text))))
     assert all(5 <= len(t) <= 300 and "\n" not in t for t in texts)
-    assert verify_index(kb) == []
+    assert verify_index(kb.runtime) == []
 
 
 def test_a_deeply_nested_garbage_answer_skips_the_chunk(
@@ -1446,7 +1445,7 @@ def bad_server() -> Iterator[str]:
 def seeded_kb(tmp_path: Path) -> tuple[Path, Path]:
     """A knowledge base on fakes holding one document, and a JSONL batch to ingest next."""
     folder = tmp_path / "kb"
-    KnowledgeBase.open(folder, settings=Settings(embedder="fake", llm="fake-world")).close()
+    KnowledgeBase.open(folder, settings=Settings(embedder="fake", llm="fake")).close()
     seed = tmp_path / "seed.txt"
     seed.write_text("The mayor of Leeds is Ann.")
     assert run_cli(["--kb", str(folder), "ingest", "--id", "seed", "-q", str(seed)]).code == 0
@@ -1482,7 +1481,8 @@ def test_a_failing_openai_server_is_one_clear_line_and_nothing_stored(
     """The real backend, built through the registry with a 0.5 s timeout (the CLI has no
     option for it: a hung server would take 3 x 120 s plus back-off to fail)."""
     real = BACKENDS["openai"]
-    monkeypatch.setitem(BACKENDS, "openai", lambda **kw: real(**{**kw, "timeout": 0.5}))
+    quick = replace(real, factory=lambda **kw: real.factory(**{**kw, "timeout": 0.5}))
+    monkeypatch.setitem(BACKENDS, "openai", quick)
     no_proxies(monkeypatch)
     BadServer.mode = mode
     url = f"http://127.0.0.1:{free_port()}/v1" if mode == "down" else bad_server

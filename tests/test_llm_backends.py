@@ -28,10 +28,18 @@ import platformdirs
 import pytest
 
 from kbase.errors import ConfigError, ModelError, ModelUnavailable
-from kbase.llm import BACKENDS, LLMBackend, LLMRequest, Message, get_backend, register_backend
+from kbase.llm import (
+    BACKENDS,
+    BackendEntry,
+    LLMBackend,
+    LLMRequest,
+    Message,
+    get_backend,
+    register_backend,
+)
 from kbase.llm.fake import ScriptedLLM
-from kbase.llm.llama_cpp_backend import model_id_for, reused_prefix
-from kbase.llm.model_files import DEFAULT_MODEL, default_model_path
+from kbase.llm.llama_cpp_backend import reused_prefix
+from kbase.llm.model_files import DEFAULT_MODEL, default_model_path, gguf_model_id
 from kbase.llm.openai_backend import OpenAIBackend
 from kbase.llm.scoring import MISSING_MARGIN, fill_missing, match_token_text
 from kbase.llm.vllm_backend import VllmBackend, structured_output_options
@@ -258,7 +266,7 @@ def test_server_scores_match_in_process_scores(
     # one-token replay of a cached prompt, which moves unlikely tokens by up to ~0.1.
     assert local["TRUE"] == pytest.approx(remote["TRUE"], abs=0.25)
     assert local["FALSE"] == pytest.approx(remote["FALSE"], abs=0.25)
-    assert model_id_for(Path(DEFAULT_MODEL.filename)) == llama_cpp_backend.model_id
+    assert gguf_model_id(Path(DEFAULT_MODEL.filename)) == llama_cpp_backend.model_id
     assert openai_backend.model_id == llama_cpp_backend.model_id
 
 
@@ -274,7 +282,9 @@ def test_unknown_backend_lists_the_known_ones() -> None:
 
 
 def test_registered_fake_comes_back_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(BACKENDS, "echo", lambda *, word="hi": ScriptedLLM(lambda _: word))
+    monkeypatch.setitem(
+        BACKENDS, "echo", BackendEntry(lambda *, word="hi": ScriptedLLM(lambda _: word))
+    )
     backend = get_backend("echo", word="hello")
     assert backend.generate(ask("anything")).text == "hello"
     with pytest.raises(ConfigError, match="bad options for LLM backend 'echo'"):
@@ -337,10 +347,10 @@ def test_reused_prefix_follows_llama_cpp() -> None:
 
 
 def test_model_id_from_file_name() -> None:
-    assert model_id_for(Path("/m/Qwen2.5-0.5B-Instruct.Q4_K_M.gguf")) == (
+    assert gguf_model_id(Path("/m/Qwen2.5-0.5B-Instruct.Q4_K_M.gguf")) == (
         "qwen2.5-0.5b-instruct.q4_k_m"
     )
-    assert model_id_for(Path(DEFAULT_MODEL.filename)) == DEFAULT_MODEL.model_id
+    assert gguf_model_id(Path(DEFAULT_MODEL.filename)) == DEFAULT_MODEL.model_id
 
 
 def test_choice_matching_on_token_text() -> None:

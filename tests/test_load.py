@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from benchmarks.load_bench import documents, make_store, run_phase
 from kbase.config import Settings
 from kbase.kb import KnowledgeBase
+from kbase.llm.fake import world_llm
 from kbase.store.models import Document
-from tests.fakeworld import world_llm
 
 SECONDS = 10.0
 READERS = 3
@@ -38,7 +38,7 @@ def test_readers_see_only_committed_documents_while_a_writer_ingests(tmp_path: P
     grew = [seen[-1] > seen[0] for seen in phase["documents_seen"]]
     assert any(grew), "no reader saw a document committed during the run"
     with KnowledgeBase.open(folder, create=False) as kb:
-        stored = kb.read(lambda s: s.scalar(select(func.count()).select_from(Document)))
+        stored = kb.runtime.read(lambda s: s.scalar(select(func.count()).select_from(Document)))
     assert stored == INITIAL + phase["documents_written"]
 
 

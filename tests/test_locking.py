@@ -53,7 +53,7 @@ def test_a_second_writer_waits_then_fails_with_a_clear_message(
 ) -> None:
     url = request.getfixturevalue("pg_url") if backend == "postgres" else None
     kb = open_kb(tmp_path / "kb", database_url=url)
-    kb.lock_timeout = 0.3
+    kb.runtime.lock_timeout = 0.3
     holder = hold_lock(tmp_path / "kb", url)
     try:
         started = time.monotonic()
@@ -77,7 +77,7 @@ def test_the_database_lock_alone_stops_a_writer_on_another_host(
     try:
         with (
             pytest.raises(LockTimeout, match="database"),
-            writer_lock(tmp_path / "kb", kb.engine, timeout=0.2),
+            writer_lock(tmp_path / "kb", kb.runtime.engine, timeout=0.2),
         ):
             pass
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kbase.kb import KnowledgeBase
+from kbase.store.db import checkpoint_sqlite
 from tests.conftest import OpenKB
 from tests.helpers import news, rows_holding
 
@@ -64,8 +65,7 @@ def test_a_forgotten_document_leaves_no_byte_in_any_file_of_a_sqlite_store(
     folder = tmp_path / "kb"
     kb, canary = canary_scenario(open_kb, folder)
     if checkpointed:  # the rows then live in the database file's pages, not the log
-        with kb.session() as session:
-            kb.compact(session)
+        checkpoint_sqlite(kb.runtime.engine)
         assert files_holding(folder, canary) == ["kbase.db (utf-8)"]
     assert files_holding(folder, canary), "the canary never reached the store's files"
     report = kb.forget(["bob"])

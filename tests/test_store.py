@@ -14,11 +14,10 @@ from sqlalchemy import func, select, text
 from kbase.config import Settings
 from kbase.errors import DocumentError
 from kbase.kb import KnowledgeBase
-from kbase.llm.fake import ScriptedLLM
+from kbase.llm.fake import ScriptedLLM, world, world_llm
 from kbase.store.models import Document, Evidence, Fact, LLMRecord
 from kbase.vectors import store_state
 from tests.conftest import ON_POSTGRES, OpenKB
-from tests.fakeworld import world, world_llm
 from tests.helpers import news
 
 BOB = news("acme-1", "The CEO of Acme is Bob. Acme is based in Leeds.", day=8)
@@ -26,7 +25,7 @@ ALICE = news("acme-2", "The CEO of Acme is Alice.", day=2, month=5)
 
 
 def count(kb, model) -> int:  # type: ignore[no-untyped-def]
-    return int(kb.read(lambda s: s.scalar(select(func.count()).select_from(model))))
+    return int(kb.runtime.read(lambda s: s.scalar(select(func.count()).select_from(model))))
 
 
 def test_a_new_knowledge_base_is_stored_in_the_database_of_the_test_tier(
@@ -35,17 +34,17 @@ def test_a_new_knowledge_base_is_stored_in_the_database_of_the_test_tier(
     """KBASE_TEST_DATABASE=postgres (the PostgreSQL tier) gives every knowledge base a
     test creates without a URL its own schema; reopening the folder finds it there."""
     tier = "postgresql" if ON_POSTGRES else "sqlite"
-    assert open_kb(tmp_path / "a").engine.dialect.name == tier
+    assert open_kb(tmp_path / "a").runtime.engine.dialect.name == tier
     KnowledgeBase.open(tmp_path / "b", settings=Settings(embedder="fake")).close()
     with KnowledgeBase.open(tmp_path / "b", create=False) as kb:
-        assert kb.engine.dialect.name == tier
+        assert kb.runtime.engine.dialect.name == tier
         assert kb.settings.embedder == "fake"
     assert (tmp_path / "b" / "kbase.db").exists() == (not ON_POSTGRES)
 
 
 def test_migrations_are_applied_when_a_store_is_opened(open_kb: OpenKB, database_url) -> None:
     kb = open_kb(database_url=database_url)
-    version = kb.read(lambda s: s.scalar(text("SELECT version_num FROM alembic_version")))
+    version = kb.runtime.read(lambda s: s.scalar(text("SELECT version_num FROM alembic_version")))
     assert version == "0002"
 
 
@@ -57,8 +56,8 @@ def test_ingest_stores_document_facts_evidence_and_vectors(open_kb: OpenKB, data
     assert count(kb, Document) == 1
     assert count(kb, Fact) == 2
     assert count(kb, Evidence) == 2
-    assert kb.index_size() == 2
-    doc = kb.read(lambda s: s.scalar(select(Document)))
+    assert kb.runtime.index_size() == 2
+    doc = kb.runtime.read(lambda s: s.scalar(select(Document)))
     assert (doc.seq, doc.title, doc.llm_calls) == (1, "Title of acme-1", 1)
 
 
@@ -97,9 +96,9 @@ def test_a_failure_mid_batch_keeps_earlier_documents_and_none_of_the_failing_one
     globex = news("globex-1", "The CEO of Globex is Dana.", day=9)
     with pytest.raises(RuntimeError):
         kb.ingest([BOB, globex, ALICE])
-    assert kb.read(lambda s: list(s.scalars(select(Document.doc_id)))) == ["acme-1"]
+    assert kb.runtime.read(lambda s: list(s.scalars(select(Document.doc_id)))) == ["acme-1"]
     assert count(kb, Fact) == 2
-    assert kb.index_size() == 2
+    assert kb.runtime.index_size() == 2
     assert count(kb, LLMRecord) == 1  # the failing document's answers are gone too
 
 
@@ -119,7 +118,7 @@ def test_the_index_is_rebuilt_from_sql_when_its_file_is_missing(open_kb: OpenKB,
     kb.close()
     shutil.rmtree(tmp_path / "kb" / "index")
     kb = open_kb(tmp_path / "kb")
-    assert kb.index_size() == 2
+    assert kb.runtime.index_size() == 2
     assert kb.search("Bob CEO Acme", k=1)[0].text == "The CEO of Acme is Bob."
 
 
@@ -134,9 +133,11 @@ def test_an_index_left_behind_is_caught_up_from_sql(open_kb: OpenKB, tmp_path) -
     shutil.rmtree(tmp_path / "kb" / "index")
     shutil.copytree(tmp_path / "old-index", tmp_path / "kb" / "index")
     kb = open_kb(tmp_path / "kb")
-    assert kb.index_size() == count(kb, Fact)
+    assert kb.runtime.index_size() == count(kb, Fact)
     state = json.loads((tmp_path / "kb" / "index" / "vectors.json").read_text())["state"]
-    assert state == kb.read(lambda s: s.scalar(text("SELECT value FROM meta WHERE key='state'")))
+    assert state == kb.runtime.read(
+        lambda s: s.scalar(text("SELECT value FROM meta WHERE key='state'"))
+    )
 
 
 def test_questions_see_current_facts_and_as_of_sees_the_past(open_kb: OpenKB, database_url) -> None:
@@ -169,10 +170,10 @@ def test_forget_removes_the_document_its_facts_vectors_and_answers(
     kb.ask("Who is CEO of Acme?")
     report = kb.forget(["acme-1"])
     assert report.forgotten == ["acme-1"] and report.facts_removed == 2
-    assert kb.read(lambda s: list(s.scalars(select(Document.doc_id)))) == ["globex-1"]
+    assert kb.runtime.read(lambda s: list(s.scalars(select(Document.doc_id)))) == ["globex-1"]
     assert [f.text for f in kb.search("Acme", k=5)] == ["The CEO of Globex is Dana."]
-    assert kb.index_size() == 1
-    tasks = kb.read(lambda s: list(s.scalars(select(LLMRecord.task))))
+    assert kb.runtime.index_size() == 1
+    tasks = kb.runtime.read(lambda s: list(s.scalars(select(LLMRecord.task))))
     assert tasks == ["extract"]
 
 
@@ -191,8 +192,8 @@ def test_forgetting_with_missing_ok_forgets_what_is_stored_and_lists_the_rest(
     kb.ingest([BOB])
     report = kb.forget(["nope", "acme-1", "nope"], missing_ok=True)
     assert (report.forgotten, report.missing) == (["acme-1"], ["nope"])
-    assert count(kb, Document) == 0 and kb.index_size() == 0
-    state = kb.read(store_state)
+    assert count(kb, Document) == 0 and kb.runtime.index_size() == 0
+    state = kb.runtime.read(store_state)
     again = kb.forget(["acme-1"], missing_ok=True)  # nothing to do, nothing written
     assert (again.forgotten, again.missing, again.facts_removed) == ([], ["acme-1"], 0)
-    assert kb.read(store_state) == state
+    assert kb.runtime.read(store_state) == state

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from kbase.llm.base import LLMRequest
-from kbase.llm.fake import ScriptedLLM
+from kbase.llm.fake import ScriptedLLM, world
 from kbase.pipeline.wording import names, names_most_of, same_statement, swap
 from kbase.store.models import Document, Evidence, Fact
 from tests.conftest import OpenKB
-from tests.fakeworld import world
 from tests.helpers import news
 
 BOB = news("d1", "The CEO of Acme is Bob. The harbour of Leeds is busy.", day=1)
@@ -22,7 +21,7 @@ ALICE = news("d2", "The CEO of Acme is Alice.", day=2)
 
 
 def facts(kb) -> list[Fact]:  # type: ignore[no-untyped-def]
-    return kb.read(lambda s: list(s.scalars(select(Fact).order_by(Fact.id))))
+    return kb.runtime.read(lambda s: list(s.scalars(select(Fact).order_by(Fact.id))))
 
 
 def current(kb) -> set[str]:  # type: ignore[no-untyped-def]
@@ -40,7 +39,7 @@ def relations(kb, doc_id: str) -> list[tuple[str, str]]:  # type: ignore[no-unty
         )
         return [tuple(r) for r in rows]
 
-    return kb.read(load)
+    return kb.runtime.read(load)
 
 
 def llm_with(**overrides) -> ScriptedLLM:  # type: ignore[no-untyped-def]
@@ -343,7 +342,7 @@ def test_erase_paper_treats_an_unparseable_verdict_as_no_change(open_kb: OpenKB)
 def test_every_document_records_its_calls_tokens_and_model_time(open_kb: OpenKB) -> None:
     kb = open_kb()
     kb.ingest([BOB, ALICE])
-    docs = kb.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
+    docs = kb.runtime.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
     assert [d.llm_calls for d in docs] == [1, 2]  # extract; extract and one verdict
     assert all(d.prompt_tokens > 0 and d.completion_tokens > 0 for d in docs)
     assert docs[1].cached_tokens > 0  # prompts share the instructions already computed

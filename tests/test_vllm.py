@@ -47,13 +47,13 @@ def test_a_later_article_rewrites_the_fact_on_vllm_and_forgetting_it_restores_it
         assert "acme-alice" in [c.doc_id for c in now.citations]
 
         # Verdicts were scored from vLLM's log-probabilities, and its prefix cache served them.
-        verdicts = kb.read(
+        verdicts = kb.runtime.read(
             lambda s: list(s.scalars(select(LLMRecord).where(LLMRecord.task == "verdict")))
         )
         assert verdicts and all(r.cached_tokens > 0 for r in verdicts)
 
         # The first article's CEO fact is closed by the second.
-        closed_by = kb.read(
+        closed_by = kb.runtime.read(
             lambda s: list(
                 s.scalars(
                     select(Document.doc_id)

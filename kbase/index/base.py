@@ -3,21 +3,45 @@
 The index is derived from SQL: it can always be rebuilt from the ``embeddings`` and
 ``facts`` tables, and it remembers the store state it reflects so that an index
 that is missing or behind is caught up on open.
+
+Every implementation is constructed as ``Index(folder, dim, *, strict=False)`` and
+keeps its file(s) in ``folder``:
+
+- ``strict=False`` (opening for use): a file that is missing, unreadable, of another
+  dimension or without its stamp gives an empty index with ``state`` None, which
+  the caller rebuilds from SQL.
+- ``strict=True`` (inspecting what is on disk, as ``kb verify`` does): a missing
+  file gives an empty index with ``loaded`` False; a file that exists but cannot be
+  read as an index of ``dim`` raises :class:`kbase.errors.StoreError`
+  ("the vector index PATH cannot be read: WHY"); an unreadable stamp only leaves
+  ``state`` None.
+
+Vectors are kept in storage order: the order they were added in, less the removed
+ones. :meth:`VectorIndex.ids` and :meth:`VectorIndex.vectors` list them in that
+order, duplicates (which only a tampered file holds) included.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 Ids = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
+#: A float32 matrix of shape (n, dim), one vector a row.
+Matrix = npt.NDArray[np.float32]
 
 
 class VectorIndex(ABC):
+    """Exact inner-product search over int64 ids, persisted under a folder."""
+
+    #: The dimension of every vector.
     dim: int
+    #: The file the index is persisted to (its stamp may live beside it or in it).
+    path: Path
 
     @abstractmethod
     def add(self, ids: Ids, vectors: npt.NDArray[np.float32]) -> None:
@@ -29,24 +53,42 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def search(self, vector: npt.NDArray[np.float32], k: int) -> tuple[Ids, Scores]:
-        """The ``k`` nearest ids, best first, with their cosine scores."""
+        """The ``k`` nearest ids (all of them when fewer), best first, with their cosine
+        scores; nothing when ``k <= 0``. Among equal scores the order, and which of
+        several vectors tied at the k-th score are returned, is up to the
+        implementation (see each one's docstring)."""
 
     @abstractmethod
     def within(self, vector: npt.NDArray[np.float32], radius: float) -> tuple[Ids, Scores]:
-        """Every id whose cosine to ``vector`` is at least ``radius`` (unordered)."""
+        """Every id whose cosine to ``vector`` is at least ``radius`` (inclusive, compared
+        in float32), with its score, in no promised order."""
 
     @abstractmethod
     def ids(self) -> Ids:
-        """All ids in the index."""
+        """All ids in the index, in storage order."""
+
+    @abstractmethod
+    def vectors(self) -> tuple[Ids, Matrix]:
+        """Every id and its stored vector, bit for bit, in storage order: ``ids`` equal
+        :meth:`ids` and row ``i`` of the (n, dim) float32 matrix is the vector of
+        ``ids[i]``."""
 
     @abstractmethod
     def save(self, state: str) -> None:
-        """Persist the index, stamped with the store state it reflects."""
+        """Persist the index, stamped with the store state it reflects.
+
+        Raises :class:`kbase.errors.StoreError` when the file cannot be written."""
 
     @property
     @abstractmethod
     def state(self) -> str | None:
         """The store state the persisted index reflects (None: never saved)."""
+
+    @property
+    @abstractmethod
+    def loaded(self) -> bool:
+        """Whether the index was read from :attr:`path` when opened (False: it started
+        empty). With ``strict=True``, False means the file is missing."""
 
     def __len__(self) -> int:
         return int(self.ids().shape[0])

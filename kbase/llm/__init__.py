@@ -1,22 +1,46 @@
-"""LLM backends by name.
+"""LLM backends by name: the one registry of them.
 
 Each name maps to a factory that imports its backend module only when called, so
 importing :mod:`kbase.llm` (and running ``kb --help``) never loads llama_cpp, vllm or
-torch. Tests register deterministic fakes through :func:`register_backend`.
+torch; to the factory's options from a knowledge base's settings; and to the rule
+that names the model without loading it (:func:`model_id_for`: part of every
+recorded request's key). Tests register their own through :func:`register_backend`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kbase.config import Settings
 from kbase.errors import ConfigError
 from kbase.llm.base import SEED, LLMBackend, LLMRequest, LLMResponse, Message
+from kbase.llm.model_files import DEFAULT_MODEL, gguf_model_id
 
 BackendFactory = Callable[..., LLMBackend]
 DEFAULT_BACKEND = "llama-cpp"
+
+
+def _model_option(settings: Settings) -> dict[str, Any]:
+    return {"model": settings.llm_model} if settings.llm_model else {}
+
+
+def _named_model(settings: Settings) -> str:
+    return settings.llm_model or settings.llm
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend: how to make it, from what settings, and its model's name."""
+
+    factory: BackendFactory
+    #: The factory's options for a knowledge base's settings.
+    options: Callable[[Settings], dict[str, Any]] = _model_option
+    #: The model's identity, known without loading it.
+    model_id: Callable[[Settings], str] = _named_model
 
 
 def _llama_cpp(
@@ -65,16 +89,74 @@ def _vllm(*, model: str | None = None, **engine_options: Any) -> LLMBackend:
     return VllmBackend(model=model, **engine_options)
 
 
-BACKENDS: dict[str, BackendFactory] = {
-    "llama-cpp": _llama_cpp,
-    "openai": _openai,
-    "vllm": _vllm,
+def _fake() -> LLMBackend:
+    from kbase.llm.fake import world_llm
+
+    return world_llm()
+
+
+def _llama_cpp_options(settings: Settings) -> dict[str, Any]:
+    return {"model_path": settings.llm_model} if settings.llm_model else {}
+
+
+def _llama_cpp_model_id(settings: Settings) -> str:
+    return gguf_model_id(settings.llm_model) if settings.llm_model else DEFAULT_MODEL.model_id
+
+
+def _openai_options(settings: Settings) -> dict[str, Any]:
+    if not settings.llm_url:
+        raise ConfigError("the openai backend needs a server URL: pass --llm-url URL")
+    return {
+        "base_url": settings.llm_url,
+        "model": settings.llm_model,
+        "timeout": settings.llm_timeout,
+    }
+
+
+def _served_model(settings: Settings) -> str:
+    if not settings.llm_model:
+        raise ConfigError(f"the {settings.llm} backend needs a model name: pass --model NAME")
+    return settings.llm_model
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "llama-cpp": BackendEntry(_llama_cpp, _llama_cpp_options, _llama_cpp_model_id),
+    "openai": BackendEntry(_openai, _openai_options, _served_model),
+    "vllm": BackendEntry(_vllm, model_id=_served_model),
+    # The deterministic fake world (kbase.llm.fake): tests and fake-model benchmarks.
+    "fake": BackendEntry(_fake, options=lambda _settings: {}),
 }
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``factory`` available as ``name`` (replacing any backend of that name)."""
-    BACKENDS[name] = factory
+def register_backend(
+    name: str,
+    factory: BackendFactory,
+    *,
+    options: Callable[[Settings], dict[str, Any]] | None = None,
+    model_id: Callable[[Settings], str] | None = None,
+) -> None:
+    """Make ``factory`` available as ``name`` (replacing any backend of that name);
+    ``options`` maps settings to its options (default: ``model`` when one is set),
+    ``model_id`` names its model (default: the model setting, else ``name``)."""
+    BACKENDS[name] = BackendEntry(factory, options or _model_option, model_id or _named_model)
+
+
+def _entry(name: str) -> BackendEntry:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"unknown LLM backend {name!r}: choose one of {known}") from None
+
+
+def model_id_for(settings: Settings) -> str:
+    """The identity of the configured LLM, known without loading it."""
+    return _entry(settings.llm).model_id(settings)
+
+
+def backend_for(settings: Settings) -> LLMBackend:
+    """A new backend as a knowledge base's settings configure it."""
+    return get_backend(settings.llm, **_entry(settings.llm).options(settings))
 
 
 def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> LLMBackend:
@@ -84,13 +166,9 @@ def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> LLMBackend:
     ``n_threads``; ``openai`` needs ``base_url`` and takes ``model``, ``api_key``,
     ``timeout``, ``retries``, ``response_format`` (``auto``, ``json_schema`` for vLLM,
     ``json_object`` for llama_cpp.server); ``vllm`` needs ``model`` and passes the rest
-    to the engine.
+    to the engine; ``fake`` takes none.
     """
-    try:
-        factory = BACKENDS[name]
-    except KeyError:
-        known = ", ".join(sorted(BACKENDS))
-        raise ConfigError(f"unknown LLM backend {name!r}: choose one of {known}") from None
+    factory = _entry(name).factory
     try:
         inspect.signature(factory).bind(**options)
     except TypeError as exc:
@@ -102,11 +180,14 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "SEED",
+    "BackendEntry",
     "BackendFactory",
     "LLMBackend",
     "LLMRequest",
     "LLMResponse",
     "Message",
+    "backend_for",
     "get_backend",
+    "model_id_for",
     "register_backend",
 ]

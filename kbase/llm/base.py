@@ -100,8 +100,8 @@ class LLMResponse:
 class LLMBackend(ABC):
     """A language model. Subclasses implement :meth:`generate`; :meth:`score` is optional."""
 
-    #: Identity of the model: part of every request key, so two backends serving the
-    #: same weights under the same name share recorded answers.
+    #: The model's name in messages. Recorded answers are keyed by the knowledge
+    #: base's model id instead (:func:`kbase.llm.model_id_for`), known without loading.
     model_id: str = "unknown"
     #: True when :meth:`score` reads real next-token log-probabilities.
     supports_logprobs: bool = False

@@ -32,7 +32,7 @@ import numpy as np
 
 from kbase.errors import ConfigError, ModelError, missing_extra
 from kbase.llm.base import SEED, LLMBackend, LLMRequest, LLMResponse
-from kbase.llm.model_files import DEFAULT_MODEL, default_model_path
+from kbase.llm.model_files import DEFAULT_MODEL, default_model_path, gguf_model_id
 from kbase.llm.scoring import check_choices
 
 DEFAULT_N_CTX = 4096
@@ -45,11 +45,6 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
-
-
-def model_id_for(path: Path) -> str:
-    """A model id from a GGUF file name: ``Qwen2.5-0.5B.Q4_K_M.gguf`` -> ``qwen2.5-0.5b.q4_k_m``."""
-    return path.name.removesuffix(".gguf").lower()
 
 
 def reused_prefix(previous: Sequence[int], prompt: Sequence[int], *, logits_live: bool) -> int:
@@ -111,7 +106,7 @@ class LlamaCppBackend(LLMBackend):
             self.model_id = model_id or DEFAULT_MODEL.model_id
         else:
             path = Path(model_path)
-            self.model_id = model_id or model_id_for(path)
+            self.model_id = model_id or gguf_model_id(path)
             if not path.is_file():
                 raise ConfigError(f"model file {path} does not exist: check the model path")
         self.model_path = path

@@ -63,6 +63,12 @@ DEFAULT_MODEL = ModelSpec(
 )
 
 
+def gguf_model_id(path: str | Path) -> str:
+    """The model id of a GGUF file, from its name: ``Qwen2.5-0.5B.Q4_K_M.gguf`` ->
+    ``qwen2.5-0.5b.q4_k_m`` (the one rule: recorded answers are keyed by it)."""
+    return Path(path).stem.lower()
+
+
 def cache_dir() -> Path:
     """``$KBASE_CACHE/models``, else ``<user cache>/kbase/models``."""
     root = os.environ.get(CACHE_ENV)

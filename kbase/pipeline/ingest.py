@@ -6,14 +6,14 @@ from kbase.hashing import content_hash
 from kbase.pipeline.chunking import chunk_text
 from kbase.pipeline.context import DocContext
 from kbase.pipeline.extract import extract_facts
-from kbase.pipeline.strategies import STRATEGIES, add_new_facts
+from kbase.pipeline.strategies import add_new_facts, strategy_named
 from kbase.store.models import Chunk
 
 
 def process_document(ctx: DocContext) -> None:
     """Derive everything a stored document contributes. The same function runs
     for a first ingest and for a replay: replay is exact because of that."""
-    strategy = STRATEGIES[ctx.settings.strategy]
+    strategy = strategy_named(ctx.settings.strategy)
     chunks = chunk_text(ctx.doc.text, ctx.settings.chunk_tokens)
     ctx.report.chunks = len(chunks)
     for idx, chunk in enumerate(chunks):

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kbase import prompts
+from kbase.errors import ConfigError
 from kbase.llm.output import parse_json
 from kbase.pipeline import edits, wording
 from kbase.pipeline.context import DocContext
@@ -256,6 +257,7 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
             _apply_false(ctx, fact, chunk, chunk_idx)
 
 
+#: How new documents edit stored facts, by name: the one registry of strategies.
 STRATEGIES = {
     "rag": Strategy("rag", _edit_nothing),
     "erase-paper": Strategy("erase-paper", _edit_paper),
@@ -263,4 +265,13 @@ STRATEGIES = {
 }
 
 
-__all__ = ["STRATEGIES", "Strategy", "add_new_facts", "candidates"]
+def strategy_named(name: str) -> Strategy:
+    """The strategy registered as ``name``."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(STRATEGIES)
+        raise ConfigError(f"unknown strategy {name!r}: choose one of {known}") from None
+
+
+__all__ = ["STRATEGIES", "Strategy", "add_new_facts", "candidates", "strategy_named"]

@@ -82,3 +82,11 @@ def open_engine(url: str) -> Engine:
         ) from exc
     migrate(engine)
     return engine
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """Fold the write-ahead log into the database and truncate it, so deleted rows
+    leave no copy there (secure_delete already zeroes them in the database file)."""
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as connection:
+            connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))

@@ -9,6 +9,15 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from kbase.errors import DocumentError, NotFoundError
+from kbase.reports import (
+    DatedDocument,
+    DocumentSummary,
+    Edit,
+    EvidenceRow,
+    FactRow,
+    FactVersion,
+    iso_date,
+)
 from kbase.store.models import Document, Evidence, Fact, LLMRecord
 
 
@@ -49,7 +58,29 @@ def lineage_documents(session: Session, fact: Fact) -> set[int]:
     return {pk for (pk,) in rows} | {fact.document_pk}
 
 
-def document_edits(session: Session, doc: Document) -> list[dict[str, Any]]:
+def summary(doc: Document) -> DocumentSummary:
+    """A document's identity, provenance and accounting."""
+    return DocumentSummary(
+        doc_id=doc.doc_id,
+        seq=doc.seq,
+        title=doc.title,
+        url=doc.url,
+        published=iso_date(doc.published),
+        source=doc.source,
+        llm_calls=doc.llm_calls,
+        prompt_tokens=doc.prompt_tokens,
+        cached_tokens=doc.cached_tokens,
+        completion_tokens=doc.completion_tokens,
+        model_seconds=round(doc.model_seconds, 3),
+    )
+
+
+def documents(session: Session) -> list[DocumentSummary]:
+    """Every stored document, in ingest order."""
+    return [summary(d) for d in session.scalars(select(Document).order_by(Document.seq))]
+
+
+def document_edits(session: Session, doc: Document) -> list[Edit]:
     """Every fact the document created, reinforced, retired or rewrote."""
     rows = session.execute(
         select(Evidence.relation, Fact.id, Fact.text)
@@ -57,10 +88,10 @@ def document_edits(session: Session, doc: Document) -> list[dict[str, Any]]:
         .where(Evidence.document_pk == doc.pk)
         .order_by(Evidence.id)
     )
-    return [{"relation": r, "fact_id": i, "text": t} for r, i, t in rows]
+    return [Edit(r, i, t) for r, i, t in rows]
 
 
-def history(session: Session, fact_id: int) -> list[dict[str, Any]]:
+def history(session: Session, fact_id: int) -> list[FactVersion]:
     """Every version of the fact ``fact_id`` belongs to, oldest first, with evidence."""
     fact = session.get(Fact, fact_id)
     if fact is None:
@@ -88,31 +119,24 @@ def history(session: Session, fact_id: int) -> list[dict[str, Any]]:
         )
         closed = docs.get(v.closed_by_pk) if v.closed_by_pk else None
         out.append(
-            {
-                "id": v.id,
-                "text": v.text,
-                "current": v.valid_until is None,
-                "valid_from": _dated(docs[v.document_pk]),
-                "valid_until": _dated(closed) if closed else None,
-                "created_by": docs[v.document_pk].doc_id,
-                "closed_by": closed.doc_id if closed else None,
-                "close_reason": v.close_reason,
-                "replaces": v.replaces_id,
-                "evidence": [
-                    {"relation": r, "doc_id": d, "published": p.date().isoformat() if p else None}
-                    for r, d, p in evidence
-                ],
-            }
+            FactVersion(
+                id=v.id,
+                text=v.text,
+                current=v.valid_until is None,
+                valid_from=_dated(docs[v.document_pk]),
+                valid_until=_dated(closed) if closed else None,
+                created_by=docs[v.document_pk].doc_id,
+                closed_by=closed.doc_id if closed else None,
+                close_reason=v.close_reason,
+                replaces=v.replaces_id,
+                evidence=[EvidenceRow(r, d, iso_date(p)) for r, d, p in evidence],
+            )
         )
     return out
 
 
-def _dated(doc: Document) -> dict[str, Any]:
-    return {
-        "seq": doc.seq,
-        "doc_id": doc.doc_id,
-        "published": doc.published.date().isoformat() if doc.published else None,
-    }
+def _dated(doc: Document) -> DatedDocument:
+    return DatedDocument(doc.seq, doc.doc_id, iso_date(doc.published))
 
 
 def facts(
@@ -121,7 +145,8 @@ def facts(
     include_closed: bool = False,
     limit: int | None = None,
     doc_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[FactRow]:
+    """Current fact versions (or every one), in id order."""
     query = select(Fact, Document.doc_id).join(Document, Document.pk == Fact.document_pk)
     if not include_closed:
         query = query.where(Fact.valid_until.is_(None))
@@ -131,18 +156,13 @@ def facts(
     if limit:
         query = query.limit(limit)
     return [
-        {
-            "id": f.id,
-            "text": f.text,
-            "doc_id": d,
-            "current": f.valid_until is None,
-            "close_reason": f.close_reason,
-        }
+        FactRow(f.id, f.text, d, f.valid_until is None, f.close_reason)
         for f, d in session.execute(query)
     ]
 
 
-def stats(session: Session) -> dict[str, Any]:
+def totals(session: Session) -> dict[str, Any]:
+    """Counts of documents, facts and recorded answers, and the ingest accounting."""
     count = func.count()
     docs = session.execute(
         select(

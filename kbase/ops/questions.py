@@ -4,7 +4,7 @@ LLM with citations to the documents behind them."""
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,23 +13,19 @@ from kbase.errors import BadModelOutput
 from kbase.llm.output import parse_json
 from kbase.records import Use
 from kbase.reports import Answer, Citation, FactHit
+from kbase.runtime import Runtime
 from kbase.store import queries
 from kbase.vectors import Hit
 
-if TYPE_CHECKING:
-    from kbase.kb import KnowledgeBase
 
-
-def retrieve(
-    kb: KnowledgeBase, session: Session, query: str, k: int, as_of: date | None
-) -> list[Hit]:
+def retrieve(rt: Runtime, session: Session, query: str, k: int, as_of: date | None) -> list[Hit]:
     """The ``k`` facts nearest ``query`` that are current (or valid ``as_of``)."""
-    vectors = kb.vectors(session)
+    vectors = rt.vectors(session)
     with session.begin():
         at_seq = queries.seq_as_of(session, as_of) if as_of else None
     if at_seq == 0:
         return []
-    vector = kb.embedder.embed([query])[0]
+    vector = rt.embedder.embed([query])[0]
     with session.begin():
         return vectors.nearest(session, vector, k, at_seq=at_seq)
 
@@ -56,18 +52,18 @@ def _context(
     return facts, listed, [(pk, "context") for pk in sorted(documents)]
 
 
-def search(kb: KnowledgeBase, query: str, k: int, as_of: date | None) -> list[FactHit]:
+def search(rt: Runtime, query: str, k: int, as_of: date | None) -> list[FactHit]:
     """Retrieval only: the facts nearest ``query`` with their provenance."""
-    with kb.session() as session:
-        hits = retrieve(kb, session, query, k, as_of)
+    with rt.session() as session:
+        hits = retrieve(rt, session, query, k, as_of)
         with session.begin():
             return fact_hits(session, hits)
 
 
-def ask(kb: KnowledgeBase, question: str, k: int, as_of: date | None) -> Answer:
+def ask(rt: Runtime, question: str, k: int, as_of: date | None) -> Answer:
     """The LLM's answer from the retrieved facts, citing the documents it used."""
-    with kb.session() as session:
-        hits = retrieve(kb, session, question, k, as_of)
+    with rt.session() as session:
+        hits = retrieve(rt, session, question, k, as_of)
         if not hits:
             return Answer("The knowledge base has no facts to answer from.", [], [])
         with session.begin():
@@ -75,7 +71,7 @@ def ask(kb: KnowledgeBase, question: str, k: int, as_of: date | None) -> Answer:
             request = prompts.answer_request(
                 question, listed, as_of=as_of.isoformat() if as_of else None
             )
-            response = kb.recorder(session).generate(request, uses)
+            response = rt.recorder(session).generate(request, uses)
             text, numbers = _parse_answer(response.text, len(facts))
     citations: list[Citation] = []
     for n in numbers:
@@ -85,15 +81,16 @@ def ask(kb: KnowledgeBase, question: str, k: int, as_of: date | None) -> Answer:
     return Answer(text, citations, facts)
 
 
-def choose(kb: KnowledgeBase, question: str, choices: list[str], k: int, as_of: date | None) -> int:
-    with kb.session() as session:
-        hits = retrieve(kb, session, question, k, as_of)
+def choose(rt: Runtime, question: str, choices: list[str], k: int, as_of: date | None) -> int:
+    """Index of the choice the LLM scores highest given the retrieved facts."""
+    with rt.session() as session:
+        hits = retrieve(rt, session, question, k, as_of)
         with session.begin():
             _facts, listed, uses = _context(session, hits)
             request = prompts.choice_request(
                 question, choices, listed, as_of=as_of.isoformat() if as_of else None
             )
-            scores = kb.recorder(session).score(request, uses)
+            scores = rt.recorder(session).score(request, uses)
     letters = request.choices or ()
     ranked = dict(scores.scores or {})
     return max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))

@@ -17,21 +17,21 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from kbase.embed.base import Embedder, Vectors
-from kbase.errors import ModelError
+from kbase.errors import ModelError, StoreError
 from kbase.fingerprint import describe, differences
 from kbase.hashing import content_hash
 from kbase.index.faiss_index import FaissIndex
-from kbase.kb import KnowledgeBase
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
+from kbase.ops.ingest import ingest
+from kbase.reports import VerifyReport
+from kbase.runtime import Runtime
 from kbase.sources.base import SourceDocument
 from kbase.store.models import (
     Document,
@@ -54,25 +54,21 @@ def _ids(ids: Sequence[int]) -> str:
     return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
 
 
-def verify_index(kb: KnowledgeBase) -> list[str]:
+def verify_index(rt: Runtime) -> list[str]:
     """Problems between the index file and SQL: missing, extra or duplicate vectors,
     vectors that differ from the cached embedding of their fact's text, and an index
     stamped with another store state."""
-    on_disk = FaissIndex(kb.folder / "index", kb.embedder.dim)
-    path = on_disk.path
-    with kb.session() as session, session.begin():
+    try:
+        on_disk = FaissIndex(rt.folder / "index", rt.embedder.dim, strict=True)
+    except StoreError as exc:
+        return [str(exc)]
+    with rt.session() as session, session.begin():
         facts = dict(session.execute(select(Fact.id, Fact.text_hash)).tuples().all())
         state = store_state(session)
-        if not path.exists():
-            return [f"the vector index {path} is missing"] if facts else []
-        try:
-            index: Any = faiss.read_index(str(path))
-            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-            flat = faiss.downcast_index(index.index)
-            stored = flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.zeros((0, 0))
-        except (RuntimeError, AttributeError) as exc:
-            return [f"the vector index {path} cannot be read: {exc}"]
-        cached = cached_vectors(session, kb.embedder.model_id, list(facts.values()))
+        if not on_disk.loaded:
+            return [f"the vector index {on_disk.path} is missing"] if facts else []
+        ids, stored = on_disk.vectors()
+        cached = cached_vectors(session, rt.embedder.model_id, list(facts.values()))
     problems: list[str] = []
     if (on_disk.state or None) != (state or None):
         problems.append("the vector index was saved for another store state (it is behind SQL)")
@@ -197,7 +193,7 @@ def _copy_example_sources(source: Session, target: Session) -> None:
         target.add(FewshotExampleDocument(example_id=example_id, document_pk=pk_of[doc_id]))
 
 
-def verify_deep(kb: KnowledgeBase) -> list[str]:
+def verify_deep(rt: Runtime) -> list[str]:
     """Differences between the store and a replay of its ingest log, part by part.
 
     Raises :class:`ModelError` when the replay asks a request the store holds no
@@ -205,21 +201,21 @@ def verify_deep(kb: KnowledgeBase) -> list[str]:
     """
     folder = Path(tempfile.mkdtemp(prefix="kbase-verify-"))
     try:
-        with Session(kb.engine) as source, source.begin():
+        with Session(rt.engine) as source, source.begin():
             mine = describe(source)
-            model = kb.embedder.model_id
+            model = rt.embedder.model_id
             embedder = _CacheFirstEmbedder(
-                kb.embedder, lambda hs: cached_vectors(source, model, hs)
+                rt.embedder, lambda hs: cached_vectors(source, model, hs)
             )
             backend = _RefusingBackend(supports_logprobs=_scored_verdicts(source))
-            rebuilt = KnowledgeBase.open(
-                folder / "kb", settings=kb.settings, embedder=embedder, backend=lambda: backend
+            rebuilt = Runtime.open(
+                folder / "kb", settings=rt.settings, embedder=embedder, backend=lambda: backend
             )
             try:
                 with rebuilt.session() as target, target.begin():
                     _copy_rows(source, target, LLMRecord)
                     _copy_rows(source, target, FewshotExample)
-                rebuilt.ingest(_ingest_log(source))
+                ingest(rebuilt, _ingest_log(source))
                 with rebuilt.session() as target, target.begin():
                     _copy_example_sources(source, target)
                     target.flush()
@@ -229,3 +225,13 @@ def verify_deep(kb: KnowledgeBase) -> list[str]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return differences(mine, theirs, names=("the store", "the rebuild"))
+
+
+def verify(rt: Runtime, *, deep: bool = False) -> VerifyReport:
+    """Check the index against SQL (caught up first, as every command does) and, when
+    ``deep``, the store against a replay of its ingest log."""
+    rt.index_size()
+    problems = verify_index(rt)
+    if deep:
+        problems += verify_deep(rt)
+    return VerifyReport(problems)

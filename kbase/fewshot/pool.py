@@ -11,7 +11,7 @@ caller replays the ingest log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -19,17 +19,17 @@ from sqlalchemy.orm import Session
 
 from kbase.embed.base import Embedder
 from kbase.errors import InputError, NotFoundError
-from kbase.fewshot import Params, Selection, quantize_vectors
+from kbase.fewshot.example import Chosen, Example
+from kbase.fewshot.params import Params, quantize_vectors
+from kbase.fewshot.selection import Selection
 from kbase.hashing import content_hash
-from kbase.prompts import BUILTIN_EXAMPLES, Example
+from kbase.prompts import BUILTIN_EXAMPLES
 from kbase.store.models import FewshotExample, FewshotExampleDocument, FewshotState
 
 #: Examples shown per prompt, by task.
 EXAMPLES_PER_PROMPT = {"extract": 1, "verdict": 6, "rewrite": 2}
 #: Lattice step of the quantized centroids, in units of unit-vector coordinates.
 EPS = 0.02
-
-Chosen = dict[str, list[Example]]
 
 
 def _pool(session: Session, task: str) -> list[Example]:
@@ -63,7 +63,7 @@ def _save(session: Session, task: str, selection: Selection, signature: str) -> 
 def chosen_examples(session: Session, embedder: Embedder, seed: int) -> Chosen:
     """The examples each prompt shows now, refitting any selection whose pool changed
     (e.g. a new release changed the built-in examples)."""
-    out: Chosen = {}
+    out: dict[str, list[Example]] = {}
     for task in EXAMPLES_PER_PROMPT:
         pool = _pool(session, task)
         signature = _signature(pool, seed)
@@ -150,7 +150,8 @@ def examples_of_documents(session: Session, document_pks: Iterable[int]) -> list
     )
 
 
-def same_choice(a: Mapping[str, list[Example]], b: Mapping[str, list[Example]]) -> bool:
+def same_choice(a: Chosen, b: Chosen) -> bool:
+    """Whether two selections show the same examples in every prompt."""
     return {t: [e.id for e in v] for t, v in a.items()} == {
         t: [e.id for e in v] for t, v in b.items()
     }

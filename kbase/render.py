@@ -1,0 +1,217 @@
+"""Results as the lines a person reads (the ``kb`` command prints these).
+
+Each function takes a result from :mod:`kbase.reports` and returns its lines; the
+accounting of LLM work is worded in one place, :func:`accounting`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kbase.reports import (
+    Answer,
+    Citation,
+    CurationReport,
+    DocumentDetail,
+    DocumentSummary,
+    ExampleRow,
+    FactHit,
+    FactRow,
+    FactVersion,
+    ForgetReport,
+    IngestReport,
+    Stats,
+    VerifyReport,
+)
+
+
+def accounting(
+    llm_calls: int,
+    prompt_tokens: int,
+    cached_tokens: int,
+    completion_tokens: int,
+    model_seconds: float,
+    *,
+    model_calls: int | None = None,
+) -> str:
+    """What some work asked of the LLM, in one line."""
+    to_model = f" ({model_calls} to the model)" if model_calls is not None else ""
+    return (
+        f"{llm_calls} LLM calls{to_model}, {prompt_tokens} prompt tokens "
+        f"({cached_tokens} cached), {completion_tokens} generated, "
+        f"{model_seconds:.1f} s model time"
+    )
+
+
+def _doc_accounting(d: DocumentSummary) -> str:
+    return accounting(
+        d.llm_calls, d.prompt_tokens, d.cached_tokens, d.completion_tokens, d.model_seconds
+    )
+
+
+def ingest_lines(report: IngestReport) -> tuple[list[str], list[str]]:
+    """The lines of an ingest: (for stdout, for stderr: the warnings)."""
+    out, warnings = [], []
+    for d in report.stored:
+        out.append(
+            f"  {d.doc_id}: {d.facts_created} facts created, {d.facts_reinforced} reinforced, "
+            f"{d.facts_retired} retired, {d.facts_rewritten} rewritten; "
+            + accounting(
+                d.llm_calls, d.prompt_tokens, d.cached_tokens, d.completion_tokens, d.model_seconds
+            )
+        )
+        warnings += [f"  warning: {w}" for w in d.warnings]
+    out += [f"  {doc_id}: already stored, unchanged" for doc_id in report.unchanged]
+    out.append(
+        f"Stored {len(report.stored)} documents ({len(report.unchanged)} unchanged) in "
+        f"{report.seconds:.1f} s; "
+        + accounting(
+            report.llm_calls,
+            report.prompt_tokens,
+            report.cached_tokens,
+            report.completion_tokens,
+            report.model_seconds,
+            model_calls=report.model_calls,
+        )
+        + "."
+    )
+    return out, warnings
+
+
+def _source(c: Citation) -> str:
+    parts = [c.doc_id, c.title or "(untitled)", c.published or "undated"]
+    return " · ".join([*parts, c.url] if c.url else parts)
+
+
+def hit_lines(hits: Sequence[FactHit]) -> list[str]:
+    """Retrieved facts, numbered, each with its provenance and score."""
+    if not hits:
+        return ["No facts found."]
+    out = []
+    for i, hit in enumerate(hits, 1):
+        c = hit.citation
+        out.append(f"[{i}] {hit.text}")
+        out.append(
+            f"    fact {hit.id} · {c.doc_id} · {c.title or '(untitled)'} · "
+            f"{c.published or 'undated'} · score {hit.score:.3f}" + (f" · {c.url}" if c.url else "")
+        )
+    return out
+
+
+def answer_lines(answer: Answer) -> list[str]:
+    """The answer with its citation marks, then the sources they point to."""
+    marks = "".join(f"[{i}]" for i in range(1, len(answer.citations) + 1))
+    out = [f"{answer.answer} {marks}".rstrip()]
+    if answer.citations:
+        out += ["", "Sources:"]
+        out += [f"  [{i}] {_source(c)}" for i, c in enumerate(answer.citations, 1)]
+    return out
+
+
+def document_list_lines(documents: Sequence[DocumentSummary]) -> list[str]:
+    """One line per document: seq, id, date, title."""
+    if not documents:
+        return ["No documents yet: add some with `kb ingest`."]
+    return [
+        f"{d.seq:>5}  {d.doc_id}  {d.published or 'undated'}  {d.title or '(untitled)'}"
+        for d in documents
+    ]
+
+
+def document_lines(detail: DocumentDetail) -> list[str]:
+    """A document's provenance, accounting, text and edits."""
+    d = detail.summary
+    out = [
+        f"{d.doc_id} (#{d.seq}) · {d.title or '(untitled)'} · {d.published or 'undated'}"
+        + (f" · {d.url}" if d.url else ""),
+        f"source: {d.source}",
+        "LLM: " + _doc_accounting(d),
+        "",
+        detail.text,
+        "",
+        "Edits:" if detail.edits else "Edits: none",
+    ]
+    out += [f"  {e.relation:<10} fact {e.fact_id}: {e.text}" for e in detail.edits]
+    return out
+
+
+def fact_list_lines(facts: Sequence[FactRow]) -> list[str]:
+    """One line per fact version: id, text, creating document, why it closed."""
+    return [
+        f"{f.id:>6}  {f.text}  [{f.doc_id}]" + ("" if f.current else f"  ({f.close_reason})")
+        for f in facts
+    ]
+
+
+def history_lines(versions: Sequence[FactVersion]) -> list[str]:
+    """Each version of a fact with its interval and evidence."""
+    out = []
+    for v in versions:
+        end = v.valid_until
+        until = (
+            f"until {end.published or 'undated'} ({v.close_reason} by {v.closed_by})"
+            if end
+            else "current"
+        )
+        out.append(f"fact {v.id}: {v.text}")
+        out.append(f"    from {v.valid_from.published or 'undated'} ({v.created_by}), {until}")
+        out += [f"    {e.relation:<10} {e.doc_id} ({e.published or 'undated'})" for e in v.evidence]
+    return out
+
+
+def stats_lines(stats: Stats) -> list[str]:
+    """Each total on its line, then each document's accounting when asked for."""
+    totals = {k: v for k, v in stats.to_dict().items() if k != "per_document"}
+    out = [f"{key.replace('_', ' ')}: {value}" for key, value in totals.items()]
+    out += [f"  {d.doc_id}: " + _doc_accounting(d) for d in stats.per_document or []]
+    return out
+
+
+def forget_lines(report: ForgetReport) -> list[str]:
+    """What forgetting did, or that there was nothing to do."""
+    out = [f"{doc_id}: not stored, nothing to do" for doc_id in report.missing]
+    if report.forgotten:
+        out.append(
+            f"Forgot {', '.join(report.forgotten)}: {report.documents_replayed} later "
+            f"documents replayed ({report.replayed_calls} answers from the record, "
+            f"{report.model_calls} model calls), {report.facts_removed} facts removed, "
+            f"{report.facts_restored} restored, few-shot selection "
+            f"{'changed' if report.fewshot_changed else 'unchanged'}, {report.seconds:.2f} s."
+        )
+    return out
+
+
+def curation_lines(report: CurationReport) -> list[str]:
+    """What a change of the example pool did."""
+    changes = [
+        f"added {', '.join(report.added)}" if report.added else "",
+        f"removed {', '.join(report.removed)}" if report.removed else "",
+    ]
+    out = ["; ".join(c for c in changes if c) or "No change."]
+    if report.selection_changed:
+        out.append(
+            f"The selected examples changed: {report.documents_replayed} documents "
+            f"replayed, {report.model_calls} model calls, {report.seconds:.2f} s."
+        )
+    else:
+        out.append("The selected examples did not change; nothing was replayed.")
+    return out
+
+
+def example_lines(rows: Sequence[ExampleRow]) -> list[str]:
+    """The pool, the selected examples starred."""
+    out = []
+    for r in rows:
+        tied = f"  (from {', '.join(r.documents)})" if r.documents else ""
+        out.append(f"{'*' if r.selected else ' '} {r.task:<8} {r.id}  [{r.origin}]{tied}")
+    out.append("(* selected: shown in prompts now)")
+    return out
+
+
+def verify_lines(report: VerifyReport) -> list[str]:
+    """Each problem found, then the verdict."""
+    out = [f"problem: {p}" for p in report.problems]
+    out.append(
+        "OK: the store is consistent." if report.ok else f"{len(report.problems)} problems found."
+    )
+    return out

@@ -1,0 +1,242 @@
+"""What every operation works with: the folder, the database, the settings, the
+models and the vector index of one open knowledge base.
+
+Models load lazily: listing documents never loads the embedder's weights, and a
+replay whose every answer is recorded never loads the LLM. Every write goes
+through :meth:`Runtime.write`, the one place the write protocol lives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from kbase.config import Settings
+from kbase.embed import Embedder, get_embedder
+from kbase.errors import LockTimeout, StoreError
+from kbase.index.faiss_index import FaissIndex
+from kbase.llm import LLMBackend, backend_for, model_id_for
+from kbase.locking import writer_lock
+from kbase.paths import kb_folder
+from kbase.records import Recorder
+from kbase.store.db import checkpoint_sqlite, open_engine, sqlite_url
+from kbase.store.models import Meta
+from kbase.vectors import FactVectors
+
+CONFIG_FILE = "kbase.json"
+T = TypeVar("T")
+
+
+def fact_ids(ids: list[int]) -> Any:
+    """Fact ids as the index takes them."""
+    return np.array(ids, dtype=np.int64)
+
+
+@dataclass
+class Write:
+    """One writer's work: its session, the index it keeps in step with SQL, and the
+    recorder of its model calls."""
+
+    session: Session
+    vectors: FactVectors
+    recorder: Recorder
+    #: Fact ids added to the in-memory index in the open transaction.
+    pending: list[int] = field(default_factory=list)
+    #: Whether rows were deleted: their bytes must leave the database's files.
+    compact: bool = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A transaction whose additions to the index are undone if it fails, so the
+        index always matches what SQL committed."""
+        self.pending.clear()
+        try:
+            with self.session.begin():
+                yield self.session
+        except BaseException:
+            self.vectors.index.remove(fact_ids(self.pending))
+            raise
+        finally:
+            self.pending.clear()
+
+    def removed(self, deleted_fact_ids: list[int]) -> None:
+        """After a commit that deleted fact versions: drop their vectors now (SQL may
+        reuse the ids) and compact when the write ends."""
+        self.vectors.index.remove(fact_ids(sorted(set(deleted_fact_ids))))
+        self.compact = True
+
+
+class Runtime:
+    """An open knowledge base's machinery, shared by every operation in :mod:`kbase.ops`."""
+
+    def __init__(
+        self,
+        folder: Path,
+        engine: Engine,
+        settings: Settings,
+        *,
+        embedder: Embedder,
+        backend: Callable[[], LLMBackend],
+        owns_backend: bool,
+    ) -> None:
+        self.folder = folder
+        self.engine = engine
+        self.settings = settings
+        self.embedder = embedder
+        self._backend_factory = backend
+        self._backend: LLMBackend | None = None
+        #: A backend made from the settings is ours to close; one passed in is the caller's.
+        self.owns_backend = owns_backend
+        #: Seconds a write waits for another writer (None: $KBASE_LOCK_TIMEOUT or 60).
+        self.lock_timeout: float | None = None
+        self._vectors: FactVectors | None = None
+
+    @classmethod
+    def open(
+        cls,
+        folder: str | Path | None = None,
+        *,
+        database_url: str | None = None,
+        create: bool = True,
+        settings: Settings | None = None,
+        overrides: dict[str, Any] | None = None,
+        embedder: Embedder | None = None,
+        backend: Callable[[], LLMBackend] | None = None,
+    ) -> Runtime:
+        """Open (or create) the knowledge base in ``folder``.
+
+        ``settings`` apply only when the knowledge base is created; ``overrides``
+        (LLM backend, model, URL) apply to this session only.
+        """
+        path = kb_folder(folder)
+        config_path = path / CONFIG_FILE
+        config: dict[str, Any] = {}
+        if config_path.exists():
+            config = json.loads(config_path.read_text())
+        url = database_url or config.get("database_url") or os.environ.get("KBASE_DATABASE_URL")
+        exists = config_path.exists() or (path / "kbase.db").exists()
+        if not exists and not create:
+            raise StoreError(
+                f"no knowledge base at {path}: create one with `kb init` or `kb ingest`"
+            )
+        if path.exists() and not path.is_dir():
+            raise StoreError(
+                f"{path} is a file, not a knowledge-base folder: give a folder to --kb"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        if not config_path.exists():
+            config_path.write_text(
+                json.dumps({"database_url": database_url} if database_url else {})
+            )
+        engine = open_engine(url or sqlite_url(path))
+        with Session(engine) as session, session.begin():
+            row = session.get(Meta, "settings")
+            if row is None:
+                stored = settings or Settings()
+                session.add(Meta(key="settings", value=stored.to_json()))
+            else:
+                stored = Settings.from_json(row.value)
+        active = stored.with_overrides(**(overrides or {}))
+        return cls(
+            path,
+            engine,
+            active,
+            embedder=embedder or get_embedder(active.embedder),
+            backend=backend or (lambda: backend_for(active)),
+            owns_backend=backend is None,
+        )
+
+    def close(self) -> None:
+        """Release the model (if ours) and the database connections."""
+        if self._backend is not None and self.owns_backend:
+            self._backend.close()
+        self._backend = None
+        self.engine.dispose()
+
+    # -- sessions -----------------------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transactions the caller begins."""
+        with Session(self.engine, autobegin=False) as session:
+            yield session
+
+    def read(self, fn: Callable[[Session], T]) -> T:
+        """Run a query function in one transaction; what it returns stays readable
+        after the transaction ends. A function may write derived state (a few-shot
+        selection fitted for the first time), which then commits."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            return fn(session)
+
+    # -- models -------------------------------------------------------------------------
+    def llm(self) -> LLMBackend:
+        """The LLM, loaded on first use."""
+        if self._backend is None:
+            self._backend = self._backend_factory()
+        return self._backend
+
+    def recorder(self, session: Session) -> Recorder:
+        """Answers model requests from the record, or from the LLM and records them."""
+        return Recorder(session, model_id_for(self.settings), self.llm)
+
+    # -- the vector index ---------------------------------------------------------------
+    def vectors(self, session: Session) -> FactVectors:
+        """The fact index, caught up with SQL whenever the store changed since it was
+        last synced (another process may have written). A caught-up index is saved
+        only by a process that can take the writer lock right away."""
+        if self._vectors is None:
+            index = FaissIndex(self.folder / "index", self.embedder.dim)
+            self._vectors = FactVectors(self.embedder, index)
+        if session.in_transaction():
+            return self._vectors  # the caller's transaction: synced when it began
+        with session.begin():
+            self._vectors.sync(session)
+            stale = self._vectors.stamp_is_stale(session)
+        if stale:
+            try:
+                with writer_lock(self.folder, self.engine, timeout=0), session.begin():
+                    self._vectors.save(session)
+            except LockTimeout:
+                pass  # the writer holding it saves the index when it is done
+        return self._vectors
+
+    def index_size(self) -> int:
+        """Number of vectors in the fact index (caught up with SQL first)."""
+        with self.session() as session:
+            return len(self.vectors(session).index)
+
+    # -- writing ------------------------------------------------------------------------
+    def writer_lock(self) -> AbstractContextManager[None]:
+        """One writer at a time per knowledge base."""
+        return writer_lock(self.folder, self.engine, self.lock_timeout)
+
+    @contextmanager
+    def write(self) -> Iterator[Write]:
+        """The write protocol: take the writer lock, open a session with the index
+        caught up, and when the work ends (done or failed) save the index, which
+        matches what SQL committed; after deletions, compact the database files."""
+        with self.writer_lock(), self.session() as session:
+            work = Write(session, self.vectors(session), self.recorder(session))
+            try:
+                yield work
+            except BaseException:
+                try:
+                    self._save_index(work)
+                except Exception:
+                    self._vectors = None  # reloaded from disk and caught up from SQL
+                raise
+            self._save_index(work)
+            if work.compact:
+                checkpoint_sqlite(self.engine)
+
+    def _save_index(self, work: Write) -> None:
+        with work.session.begin():
+            work.vectors.save(work.session)

@@ -1,0 +1,408 @@
+"""The vector index seam, one conformance suite run on every registered index kind.
+
+What every ``VectorIndex`` promises: exact inner-product search, best first; removal
+that ignores unknown ids; ``within`` inclusive at its radius; storage order for
+``ids`` and ``vectors``; a save stamped with the store state that a reopen reads
+back, and the strict/lenient opening rules of :mod:`kbase.index.base`. Queries here
+are mostly basis vectors, so every expected score is a stored coordinate, exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from kbase.errors import ConfigError, StoreError
+from kbase.index import INDEXES, VectorIndex, get_index
+from kbase.index.faiss_index import FaissIndex
+from kbase.index.numpy_index import NumpyIndex
+
+DIM = 4
+Floats = npt.NDArray[np.float32]
+
+
+@pytest.fixture(params=sorted(INDEXES))
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def open_index(kind: str, folder: Path, dim: int = DIM, *, strict: bool = False) -> VectorIndex:
+    return get_index(kind, folder, dim, strict=strict)
+
+
+def ids(*values: int) -> npt.NDArray[np.int64]:
+    return np.array(values, dtype=np.int64)
+
+
+def rows(*vectors: tuple[float, ...]) -> Floats:
+    return np.array(vectors, dtype=np.float32)
+
+
+def basis(axis: int, dim: int = DIM) -> Floats:
+    vector = np.zeros(dim, dtype=np.float32)
+    vector[axis] = 1.0
+    return vector
+
+
+def f32(value: float) -> float:
+    return float(np.float32(value))
+
+
+def random_units(rng: np.random.Generator, n: int, dim: int) -> Floats:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+#: Four unit vectors whose cosines to the first basis vector are 1, 0.6, 0 and 0.8.
+SAMPLE_IDS = ids(10, 20, 30, 40)
+SAMPLE = rows((1, 0, 0, 0), (0.6, 0.8, 0, 0), (0, 1, 0, 0), (0.8, 0, 0.6, 0))
+
+
+@pytest.fixture
+def sample(kind: str, tmp_path: Path) -> VectorIndex:
+    index = open_index(kind, tmp_path)
+    index.add(SAMPLE_IDS, SAMPLE)
+    return index
+
+
+# -- search --------------------------------------------------------------------------------
+
+
+def test_search_returns_the_k_nearest_ids_best_first_with_their_cosines(
+    sample: VectorIndex,
+) -> None:
+    found, scores = sample.search(basis(0), 3)
+    assert found.tolist() == [10, 40, 20]
+    assert scores.tolist() == [1.0, f32(0.8), f32(0.6)]
+    assert (found.dtype, scores.dtype) == (np.int64, np.float32)
+
+
+def test_search_with_k_larger_than_the_index_returns_every_id(sample: VectorIndex) -> None:
+    found, scores = sample.search(basis(1), 100)
+    assert found[:2].tolist() == [30, 20] and sorted(found[2:].tolist()) == [10, 40]
+    assert scores.tolist() == [1.0, f32(0.8), 0.0, 0.0]
+
+
+def test_search_with_k_zero_or_negative_returns_nothing(sample: VectorIndex) -> None:
+    for k in (0, -1):
+        found, scores = sample.search(basis(0), k)
+        assert (found.tolist(), scores.tolist()) == ([], [])
+
+
+def test_search_accepts_a_query_as_a_row_or_a_flat_vector(sample: VectorIndex) -> None:
+    flat, _ = sample.search(basis(0), 2)
+    row, _ = sample.search(basis(0).reshape(1, DIM), 2)
+    assert flat.tolist() == row.tolist() == [10, 40]
+
+
+def test_equal_scores_are_all_returned_when_k_covers_them(kind: str, tmp_path: Path) -> None:
+    index = open_index(kind, tmp_path)
+    index.add(ids(3, 1, 2), rows((1, 0, 0, 0), (1, 0, 0, 0), (1, 0, 0, 0)))
+    index.add(ids(9), rows((0, 1, 0, 0)))
+    found, scores = index.search(basis(0), 3)
+    assert sorted(found.tolist()) == [1, 2, 3]  # their order among themselves: see each kind
+    assert scores.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_numpy_breaks_ties_by_storage_order(tmp_path: Path) -> None:
+    index = NumpyIndex(tmp_path, DIM)
+    index.add(ids(3, 1, 2, 7), rows((1, 0, 0, 0), (0, 1, 0, 0), (1, 0, 0, 0), (1, 0, 0, 0)))
+    assert index.search(basis(0), 4)[0].tolist() == [3, 2, 7, 1]
+    assert index.search(basis(0), 2)[0].tolist() == [3, 2]  # the earlier-added tied ones
+
+
+# -- within --------------------------------------------------------------------------------
+
+
+def test_within_returns_every_id_at_or_above_the_radius(sample: VectorIndex) -> None:
+    found, scores = sample.within(basis(0), 0.5)
+    assert sorted(zip(found.tolist(), scores.tolist(), strict=True)) == [
+        (10, 1.0),
+        (20, f32(0.6)),
+        (40, f32(0.8)),
+    ]
+
+
+def test_within_includes_a_score_exactly_at_the_radius(sample: VectorIndex) -> None:
+    at = f32(0.6)
+    assert sorted(sample.within(basis(0), at)[0].tolist()) == [10, 20, 40]
+    one_ulp_above = float(np.nextafter(np.float32(at), np.float32(np.inf)))
+    assert sorted(sample.within(basis(0), one_ulp_above)[0].tolist()) == [10, 40]
+
+
+def test_within_compares_the_radius_in_float32(kind: str, tmp_path: Path) -> None:
+    # The score float32(0.7) lies below the double 0.7, yet counts for the radius 0.7.
+    index = open_index(kind, tmp_path)
+    index.add(ids(1), rows((0.7, float(np.sqrt(0.51)), 0, 0)))
+    assert f32(0.7) < 0.7
+    assert index.within(basis(0), 0.7)[0].tolist() == [1]
+
+
+def test_within_a_radius_above_every_score_returns_nothing(sample: VectorIndex) -> None:
+    found, scores = sample.within(basis(3), 0.5)
+    assert (found.tolist(), scores.tolist()) == ([], [])
+
+
+# -- add, remove, ids, len, vectors --------------------------------------------------------
+
+
+def test_ids_and_len_follow_storage_order_across_adds_and_removes(
+    kind: str, tmp_path: Path
+) -> None:
+    index = open_index(kind, tmp_path)
+    index.add(ids(50, 7), rows((1, 0, 0, 0), (0, 1, 0, 0)))
+    index.add(ids(3), rows((0, 0, 1, 0)))
+    index.remove(ids(7))
+    index.add(ids(8), rows((0, 0, 0, 1)))
+    assert index.ids().tolist() == [50, 3, 8]
+    assert len(index) == 3
+
+
+def test_removing_drops_the_ids_and_ignores_unknown_ones(sample: VectorIndex) -> None:
+    sample.remove(ids(40, 999, 10, -1))
+    assert sample.ids().tolist() == [20, 30]
+    assert sample.search(basis(0), 4)[0].tolist() == [20, 30]
+    assert sample.within(basis(0), 0.7)[0].tolist() == []
+
+
+def test_adding_or_removing_no_ids_changes_nothing(sample: VectorIndex) -> None:
+    sample.add(ids(), np.zeros((0, DIM), dtype=np.float32))
+    sample.remove(ids())
+    assert sample.ids().tolist() == SAMPLE_IDS.tolist()
+
+
+def test_vectors_returns_every_id_with_its_stored_vector_bit_for_bit(
+    kind: str, tmp_path: Path
+) -> None:
+    stored = random_units(np.random.default_rng(7), 6, DIM)
+    index = open_index(kind, tmp_path)
+    index.add(ids(1, 2, 3, 4, 5, 6), stored)
+    index.remove(ids(2, 5))
+    found, vectors = index.vectors()
+    assert found.tolist() == index.ids().tolist() == [1, 3, 4, 6]
+    assert vectors.dtype == np.float32 and vectors.shape == (4, DIM)
+    assert vectors.tobytes() == stored[[0, 2, 3, 5]].tobytes()
+
+
+def test_vectors_are_a_copy_the_caller_may_change(sample: VectorIndex) -> None:
+    _, vectors = sample.vectors()
+    vectors[:] = 0.0
+    assert sample.search(basis(0), 1)[1].tolist() == [1.0]
+
+
+def test_an_empty_index_holds_nothing_and_finds_nothing(kind: str, tmp_path: Path) -> None:
+    index = open_index(kind, tmp_path)
+    index.remove(ids(1, 2))
+    assert len(index) == 0 and index.ids().tolist() == []
+    found, vectors = index.vectors()
+    assert found.tolist() == [] and vectors.shape == (0, DIM)
+    for found, scores in (index.search(basis(0), 5), index.within(basis(0), -1.0)):
+        assert (found.tolist(), scores.tolist()) == ([], [])
+    assert (index.state, index.loaded) == (None, False)
+
+
+def test_an_index_emptied_by_removal_finds_nothing(sample: VectorIndex) -> None:
+    sample.remove(SAMPLE_IDS)
+    assert len(sample) == 0
+    assert sample.search(basis(0), 5)[0].tolist() == []
+    assert sample.within(basis(0), -1.0)[0].tolist() == []
+
+
+# -- save and reopen -----------------------------------------------------------------------
+
+
+def test_a_saved_index_reopens_with_its_vectors_and_its_stamp(
+    sample: VectorIndex, kind: str, tmp_path: Path
+) -> None:
+    assert (sample.state, sample.loaded) == (None, False)
+    sample.save("state-1")
+    assert sample.state == "state-1"
+    for strict in (False, True):
+        reopened = open_index(kind, tmp_path, strict=strict)
+        assert (reopened.state, reopened.loaded) == ("state-1", True)
+        assert reopened.vectors()[0].tolist() == SAMPLE_IDS.tolist()
+        assert reopened.vectors()[1].tobytes() == SAMPLE.tobytes()
+        assert reopened.search(basis(0), 2)[0].tolist() == [10, 40]
+
+
+def test_an_empty_index_saves_and_reopens_empty(kind: str, tmp_path: Path) -> None:
+    open_index(kind, tmp_path / "index").save("")
+    reopened = open_index(kind, tmp_path / "index", strict=True)
+    assert (reopened.state, reopened.loaded, len(reopened)) == ("", True, 0)
+    assert reopened.vectors()[1].shape == (0, DIM)
+
+
+def test_removed_ids_are_gone_after_a_save_and_reopen_and_their_bytes_too(
+    kind: str, tmp_path: Path
+) -> None:
+    stored = random_units(np.random.default_rng(3), 5, DIM)
+    index = open_index(kind, tmp_path)
+    index.add(ids(1, 2, 3, 4, 5), stored)
+    index.save("before")
+    index.remove(ids(2, 4))
+    index.save("after")
+    reopened = open_index(kind, tmp_path)
+    assert reopened.state == "after"
+    assert reopened.ids().tolist() == [1, 3, 5]
+    assert reopened.search(stored[1], 5)[0].tolist().count(2) == 0
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert stored[1].tobytes() not in on_disk and stored[3].tobytes() not in on_disk
+
+
+def test_a_save_replaces_the_files_whole_and_leaves_no_temporary_file(
+    sample: VectorIndex, tmp_path: Path
+) -> None:
+    sample.save("one")
+    files = sorted(p.name for p in tmp_path.iterdir())
+    sample.save("two")
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    assert not any(name.endswith(".tmp") for name in files)
+    assert sample.path.parent == tmp_path and sample.path.name in files
+
+
+def test_a_save_creates_the_folder(kind: str, tmp_path: Path) -> None:
+    index = open_index(kind, tmp_path / "a" / "b")
+    index.save("s")
+    assert index.path.exists()
+
+
+def test_a_save_that_cannot_write_is_a_store_error(kind: str, tmp_path: Path) -> None:
+    index = open_index(kind, tmp_path)
+    (index.path / "in-the-way").mkdir(parents=True)  # a folder where the file goes
+    with pytest.raises(StoreError, match=r"^cannot write the vector index "):
+        open_index(kind, tmp_path).save("s")
+
+
+# -- opening a missing or unreadable file ---------------------------------------------------
+
+
+def test_a_missing_file_opens_empty_and_not_loaded_even_when_strict(
+    kind: str, tmp_path: Path
+) -> None:
+    for strict in (False, True):
+        index = open_index(kind, tmp_path / "nowhere", strict=strict)
+        assert (len(index), index.state, index.loaded) == (0, None, False)
+        assert not index.path.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"PK\x03\x04 truncated"])
+def test_an_unreadable_file_opens_empty_unless_strict(
+    kind: str, tmp_path: Path, content: bytes
+) -> None:
+    open_index(kind, tmp_path).save("s")
+    path = open_index(kind, tmp_path).path
+    path.write_bytes(content)
+    lenient = open_index(kind, tmp_path)
+    assert (len(lenient), lenient.state, lenient.loaded) == (0, None, False)
+    message = re.escape(f"the vector index {path} cannot be read: ")
+    with pytest.raises(StoreError, match=f"^{message}"):
+        open_index(kind, tmp_path, strict=True)
+
+
+def test_a_truncated_file_opens_empty_unless_strict(sample: VectorIndex, kind: str) -> None:
+    sample.save("s")
+    whole = sample.path.read_bytes()
+    for size in (len(whole) // 3, len(whole) - 1):
+        sample.path.write_bytes(whole[:size])
+        assert not open_index(kind, sample.path.parent).loaded
+        with pytest.raises(StoreError, match="cannot be read"):
+            open_index(kind, sample.path.parent, strict=True)
+
+
+def test_a_file_of_another_dimension_opens_empty_unless_strict(
+    sample: VectorIndex, kind: str, tmp_path: Path
+) -> None:
+    sample.save("s")
+    assert not open_index(kind, tmp_path, DIM + 1).loaded
+    with pytest.raises(StoreError, match="cannot be read"):
+        open_index(kind, tmp_path, DIM + 1, strict=True)
+
+
+def test_faiss_opens_vectors_without_their_stamp_only_when_strict(
+    tmp_path: Path,
+) -> None:
+    index = FaissIndex(tmp_path, DIM)
+    index.add(SAMPLE_IDS, SAMPLE)
+    index.save("s")
+    index.meta_path.unlink()
+    assert not FaissIndex(tmp_path, DIM).loaded  # lenient: rebuilt from SQL
+    strict = FaissIndex(tmp_path, DIM, strict=True)  # strict: what is on disk
+    assert (strict.loaded, strict.state, strict.ids().tolist()) == (True, None, [10, 20, 30, 40])
+
+
+def test_faiss_strictly_refuses_a_file_holding_another_kind_of_index(tmp_path: Path) -> None:
+    path = FaissIndex(tmp_path, DIM).path
+    faiss.write_index(faiss.IndexFlatIP(DIM), str(path))
+    with pytest.raises(StoreError, match="IndexFlatIP, not an IndexIDMap2"):
+        FaissIndex(tmp_path, DIM, strict=True)
+    faiss.write_index(faiss.IndexIDMap2(faiss.IndexFlatL2(DIM)), str(path))
+    with pytest.raises(StoreError, match="IndexFlatL2, not an IndexFlatIP"):
+        FaissIndex(tmp_path, DIM, strict=True)
+
+
+def test_faiss_vectors_list_the_duplicates_a_tampered_file_holds(tmp_path: Path) -> None:
+    index = FaissIndex(tmp_path, DIM)
+    index.add(ids(1, 2), rows((1, 0, 0, 0), (0, 1, 0, 0)))
+    index.save("s")
+    raw = faiss.read_index(str(index.path))
+    raw.add_with_ids(rows((0, 0, 1, 0)), ids(1))
+    faiss.write_index(raw, str(index.path))
+    found, vectors = FaissIndex(tmp_path, DIM, strict=True).vectors()
+    assert found.tolist() == [1, 2, 1]
+    assert vectors.tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]
+
+
+# -- the implementations agree ---------------------------------------------------------------
+
+
+def test_every_kind_gives_the_same_results_on_random_unit_vectors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(20240501)
+    dim, n = 32, 400
+    stored = random_units(rng, n, dim)
+    all_ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    gone = all_ids[rng.choice(n, 40, replace=False)]
+    queries = random_units(rng, 25, dim)
+    kept = ~np.isin(all_ids, gone)
+    indexes = [get_index(name, tmp_path / name, dim) for name in sorted(INDEXES)]
+    for index in indexes:
+        index.add(all_ids[:250], stored[:250])
+        index.add(all_ids[250:], stored[250:])
+        index.remove(gone)
+    exact = queries.astype(np.float64) @ stored[kept].astype(np.float64).T
+    first, *others = indexes
+    for other in others:
+        assert other.vectors()[0].tolist() == first.vectors()[0].tolist()
+        assert other.vectors()[1].tobytes() == first.vectors()[1].tobytes()
+    for query, truth in zip(queries, exact, strict=True):
+        # A radius halfway between two scores: last-bit differences cannot move an id.
+        ranked = np.sort(truth)[::-1]
+        radius = float(ranked[29] + ranked[30]) / 2
+        results = [(index.search(query, 12), index.within(query, radius)) for index in indexes]
+        (ids0, scores0), (near0, _) = results[0]
+        assert ids0.tolist() == all_ids[kept][np.argsort(-truth)[:12]].tolist()
+        np.testing.assert_allclose(scores0, ranked[:12], atol=1e-6)
+        assert len(near0) == 30
+        for (found, scores), (near, _) in results[1:]:
+            assert found.tolist() == ids0.tolist()
+            np.testing.assert_allclose(scores, scores0, atol=1e-6)
+            assert sorted(near.tolist()) == sorted(near0.tolist())
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+def test_the_registry_builds_each_kind_of_index(tmp_path: Path) -> None:
+    assert isinstance(get_index("faiss", tmp_path, DIM), FaissIndex)
+    assert isinstance(get_index("numpy", tmp_path, DIM), NumpyIndex)
+    assert sorted(INDEXES) == ["faiss", "numpy"]
+
+
+def test_an_unknown_index_name_is_a_config_error_naming_the_known_ones(tmp_path: Path) -> None:
+    known = "unknown vector index 'annoy': choose one of faiss, numpy"
+    with pytest.raises(ConfigError, match=known):
+        get_index("annoy", tmp_path, DIM)
