@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from kbase.verify import verify_index
 from sqlalchemy import select
 
 from kbase.config import Settings
 from kbase.fingerprint import fingerprint
 from kbase.kb import CONFIG_FILE, KnowledgeBase
 from kbase.store.models import Chunk, Document, Fact, LLMRecordUse
-from kbase.verify import verify_index
 from tests.conftest import ON_POSTGRES, PostgresStores, database_url_of
 from tests.crashkit import news_batch, run_and_kill, run_child, run_cli, write_jsonl
 from tests.helpers import rows_holding
