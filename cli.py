@@ -220,7 +220,6 @@ class _Progress:
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--id", "doc_id", default=None, help="Document id (a source with one document only).")
-@click.option("--replace", is_flag=True, help="Replace a stored document that has the same id.")
 @click.option(
     "--max-bytes",
     type=click.IntRange(1),
@@ -242,7 +241,6 @@ def ingest(
     opts: Options,
     sources: tuple[str, ...],
     doc_id: str | None,
-    replace: bool,
     max_bytes: int | None,
     timeout: float,
     skip_bad: bool,
@@ -268,7 +266,7 @@ def ingest(
     progress = _Progress(len(documents), enabled=not (quiet or as_json))
     with opts.open(create=True) as kb:
         try:
-            report = kb.ingest(documents, replace=replace, progress=progress)
+            report = kb.ingest(documents, progress=progress)
         finally:
             progress.done()
     if as_json:

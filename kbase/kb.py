@@ -102,17 +102,15 @@ class KnowledgeBase:
 
     # -- writing ----------------------------------------------------------------------
     def ingest(
-        self,
-        sources: Iterable[SourceDocument],
-        *,
-        replace: bool = False,
-        progress: ProgressFn | None = None,
+        self, sources: Iterable[SourceDocument], *, progress: ProgressFn | None = None
     ) -> IngestReport:
-        """Store documents in order, each in its own transaction: a failure leaves
-        every earlier document stored and the failing one not at all. A document
-        stored with the same content is skipped; with other content it is an error,
-        or with ``replace`` the old one is forgotten first."""
-        return ingest(self.runtime, sources, replace=replace, progress=progress)
+        """Store documents, each at its place in publication order and in its own
+        transaction: a failure leaves every earlier document stored and the failing
+        one not at all. A late document (published before some stored ones) is
+        inserted at its date, replaying the later documents it could change. A
+        document stored with the same content is skipped; with other content it is
+        a new version: the old one is forgotten exactly, the new one placed."""
+        return ingest(self.runtime, sources, progress=progress)
 
     def forget(self, doc_ids: Sequence[str], *, missing_ok: bool = False) -> ForgetReport:
         """Forget documents exactly: the store becomes what it would be had they

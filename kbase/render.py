@@ -53,18 +53,31 @@ def ingest_lines(report: IngestReport) -> tuple[list[str], list[str]]:
     """The lines of an ingest: (for stdout, for stderr: the warnings)."""
     out, warnings = [], []
     for d in report.stored:
+        version = f" (version {d.version})" if d.version > 1 else ""
+        late = (
+            f"; placed before {d.later_documents} later documents, {d.documents_replayed} replayed"
+            if d.later_documents
+            else ""
+        )
         out.append(
-            f"  {d.doc_id}: {d.facts_created} facts created, {d.facts_reinforced} reinforced, "
-            f"{d.facts_retired} retired, {d.facts_rewritten} rewritten; "
+            f"  {d.doc_id}{version}: {d.facts_created} facts created, "
+            f"{d.facts_reinforced} reinforced, {d.facts_retired} retired, "
+            f"{d.facts_rewritten} rewritten{late}; "
             + accounting(
                 d.llm_calls, d.prompt_tokens, d.cached_tokens, d.completion_tokens, d.model_seconds
             )
         )
         warnings += [f"  warning: {w}" for w in d.warnings]
     out += [f"  {doc_id}: already stored, unchanged" for doc_id in report.unchanged]
+    updated = f", {len(report.updated)} updated" if report.updated else ""
+    replayed = (
+        f", {report.documents_replayed} later documents replayed"
+        if report.documents_replayed
+        else ""
+    )
     out.append(
-        f"Stored {len(report.stored)} documents ({len(report.unchanged)} unchanged) in "
-        f"{report.seconds:.1f} s; "
+        f"Stored {len(report.stored)} documents ({len(report.unchanged)} unchanged{updated}"
+        f"{replayed}) in {report.seconds:.1f} s; "
         + accounting(
             report.llm_calls,
             report.prompt_tokens,
@@ -121,10 +134,16 @@ def document_list_lines(documents: Sequence[DocumentSummary]) -> list[str]:
 def document_lines(detail: DocumentDetail) -> list[str]:
     """A document's provenance, accounting, text and edits."""
     d = detail.summary
+    received = f"received {detail.ingested_at}"
+    if detail.version > 1:
+        received += (
+            f" (version {detail.version}: updated; first received {detail.first_ingested_at})"
+        )
     out = [
         f"{d.doc_id} (#{d.seq}) · {d.title or '(untitled)'} · {d.published or 'undated'}"
         + (f" · {d.url}" if d.url else ""),
         f"source: {d.source}",
+        received,
         "LLM: " + _doc_accounting(d),
         "",
         detail.text,

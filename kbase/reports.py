@@ -16,6 +16,11 @@ def iso_date(value: datetime | None) -> str | None:
     return value.date().isoformat() if value else None
 
 
+def iso_time(value: datetime | None) -> str | None:
+    """A timestamp to the second, as YYYY-MM-DDTHH:MM:SS (None stays None)."""
+    return value.replace(microsecond=0).isoformat() if value else None
+
+
 #: The id and accounting columns of a document, in the order ``--json`` prints them.
 ACCOUNTING_KEYS = (
     "doc_id",
@@ -91,6 +96,12 @@ class DocReport:
     facts_retired: int = 0
     facts_rewritten: int = 0
     chunks_skipped: int = 0
+    #: 1, or more when the document arrived again with other content.
+    version: int = 1
+    #: Stored documents published after it when it arrived (a late article).
+    later_documents: int = 0
+    #: Of those, how many were replayed because they could have seen its facts.
+    documents_replayed: int = 0
     llm_calls: int = 0
     prompt_tokens: int = 0
     cached_tokens: int = 0
@@ -108,7 +119,11 @@ class IngestReport:
 
     stored: list[DocReport] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
+    #: Ids that arrived with other content: the old version was forgotten exactly.
+    updated: list[str] = field(default_factory=list)
+    #: Later documents replayed to place late or updated ones (answers from the
+    #: record where the request is unchanged).
+    documents_replayed: int = 0
     llm_calls: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0
@@ -195,15 +210,25 @@ class Edit:
 
 @dataclass(frozen=True)
 class DocumentDetail:
-    """A stored document with its text and the edits it caused."""
+    """A stored document with its text, when the store received it, and the edits
+    it caused."""
 
     summary: DocumentSummary
     text: str
     edits: list[Edit]
+    #: When this version was received (ISO date and time, UTC).
+    ingested_at: str
+    #: 1, or more when the document arrived again with other content.
+    version: int = 1
+    #: When the first version was received, for an updated document.
+    first_ingested_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.summary.to_dict(),
+            "ingested_at": self.ingested_at,
+            "version": self.version,
+            "first_ingested_at": self.first_ingested_at,
             "text": self.text,
             "edits": [e.to_dict() for e in self.edits],
         }

@@ -51,14 +51,18 @@ class Write:
     recorder: Recorder
     #: Fact ids added to the in-memory index in the open transaction.
     pending: list[int] = field(default_factory=list)
+    #: Fact ids the open transaction deletes.
+    deleted: list[int] = field(default_factory=list)
     #: Whether rows were deleted: their bytes must leave the database's files.
     compact: bool = False
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A transaction whose additions to the index are undone if it fails, so the
-        index always matches what SQL committed."""
+        """A transaction after which the index matches what SQL committed: if it
+        fails, the vectors it added are removed; if it commits, those of the fact
+        versions it deleted."""
         self.pending.clear()
+        self.deleted.clear()
         try:
             with self.session.begin():
                 yield self.session
@@ -67,12 +71,14 @@ class Write:
             raise
         finally:
             self.pending.clear()
+        if self.deleted:
+            self.vectors.index.remove(fact_ids(sorted(set(self.deleted))))
+            self.deleted.clear()
+            self.compact = True
 
-    def removed(self, deleted_fact_ids: list[int]) -> None:
-        """After a commit that deleted fact versions: drop their vectors now (SQL may
-        reuse the ids) and compact when the write ends."""
-        self.vectors.index.remove(fact_ids(sorted(set(deleted_fact_ids))))
-        self.compact = True
+    def delete(self, fact_ids_: list[int]) -> None:
+        """Fact versions the open transaction deletes: their vectors go when it commits."""
+        self.deleted += fact_ids_
 
 
 class Runtime:

@@ -45,7 +45,7 @@ def test_a_new_knowledge_base_is_stored_in_the_database_of_the_test_tier(
 def test_migrations_are_applied_when_a_store_is_opened(open_kb: OpenKB, database_url) -> None:
     kb = open_kb(database_url=database_url)
     version = kb.runtime.read(lambda s: s.scalar(text("SELECT version_num FROM alembic_version")))
-    assert version == "0002"
+    assert version == "0003"
 
 
 def test_ingest_stores_document_facts_evidence_and_vectors(open_kb: OpenKB, database_url) -> None:
@@ -71,17 +71,19 @@ def test_reingesting_an_identical_document_changes_nothing(open_kb: OpenKB, data
     assert llm.calls == calls
 
 
-def test_same_id_with_new_content_is_refused_unless_replaced(open_kb: OpenKB, database_url) -> None:
+def test_same_id_with_new_content_is_a_new_version_of_the_document(
+    open_kb: OpenKB, database_url
+) -> None:
     kb = open_kb(database_url=database_url)
     kb.ingest([BOB])
     changed = news("acme-1", "The CEO of Acme is Carol.")
-    with pytest.raises(DocumentError, match="--replace"):
-        kb.ingest([changed])
-    assert [h.text for h in kb.search("Bob CEO Acme", k=1)] == ["The CEO of Acme is Bob."]
-    report = kb.ingest([changed], replace=True)
-    assert report.replaced == ["acme-1"]
+    report = kb.ingest([changed])
+    assert report.updated == ["acme-1"] and report.stored[0].version == 2
     texts = [f.text for f in kb.search("CEO of Acme", k=5)]
     assert "The CEO of Acme is Carol." in texts and "The CEO of Acme is Bob." not in texts
+    shown = kb.document("acme-1")
+    assert shown.version == 2 and shown.first_ingested_at is not None
+    assert shown.first_ingested_at <= shown.ingested_at
 
 
 def test_a_failure_mid_batch_keeps_earlier_documents_and_none_of_the_failing_one(

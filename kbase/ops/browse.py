@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from kbase.reports import DocumentDetail, DocumentSummary, FactRow, FactVersion, Stats
+from kbase.reports import (
+    DocumentDetail,
+    DocumentSummary,
+    FactRow,
+    FactVersion,
+    Stats,
+    iso_time,
+)
 from kbase.runtime import Runtime
 from kbase.store import queries
 
@@ -19,7 +26,14 @@ def document(rt: Runtime, doc_id: str) -> DocumentDetail:
 
     def load(session: Session) -> DocumentDetail:
         doc = queries.document(session, doc_id)
-        return DocumentDetail(queries.summary(doc), doc.text, queries.document_edits(session, doc))
+        return DocumentDetail(
+            queries.summary(doc),
+            doc.text,
+            queries.document_edits(session, doc),
+            ingested_at=iso_time(doc.ingested_at) or "",
+            version=doc.version,
+            first_ingested_at=iso_time(doc.first_ingested_at),
+        )
 
     return rt.read(load)
 

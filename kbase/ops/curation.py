@@ -33,7 +33,6 @@ def _change_pool(
 ) -> CurationReport:
     started = time.perf_counter()
     seed = rt.settings.seed
-    deleted: list[int] = []
     with rt.write() as work:
         with work.transaction() as session:
             before = chosen_examples(session, rt.embedder, seed)
@@ -41,9 +40,9 @@ def _change_pool(
             after = chosen_examples(session, rt.embedder, seed)
             report.selection_changed = not same_choice(before, after)
             if report.selection_changed:
-                deleted, report.documents_replayed = rollback_and_replay_all(rt, work, after)
+                report.documents_replayed = rollback_and_replay_all(rt, work, after)
                 bump_state(session)
-        work.removed(deleted)
+        work.compact = True
     report.model_calls = work.recorder.total.model_calls
     report.seconds = round(time.perf_counter() - started, 3)
     return report

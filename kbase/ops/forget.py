@@ -49,7 +49,6 @@ def forget_documents(
     recorder = work.recorder
     calls, model_calls = recorder.total.calls, recorder.total.model_calls
     report = ForgetReport(forgotten=[])
-    deleted: list[int] = []
     before = after = Counter[str]()
     with work.transaction() as session:
         targets: list[Document] = []
@@ -64,8 +63,8 @@ def forget_documents(
         report.forgotten = [d.doc_id for d in targets]
         targets.sort(key=lambda d: d.seq)
         if targets:
-            deleted, before, after = _forget_targets(rt, work, targets, report)
-    work.removed(deleted)
+            before, after = _forget_targets(rt, work, targets, report)
+    work.compact = True  # the documents' rows leave the database's files too
     report.model_calls = recorder.total.model_calls - model_calls
     report.replayed_calls = recorder.total.calls - calls - report.model_calls
     report.facts_removed = sum((before - after).values())
@@ -76,10 +75,9 @@ def forget_documents(
 
 def _forget_targets(
     rt: Runtime, work: Write, targets: list[Document], report: ForgetReport
-) -> tuple[list[int], Counter[str], Counter[str]]:
+) -> tuple[Counter[str], Counter[str]]:
     """Inside the forget's transaction: remove ``targets`` (in seq order) and replay
-    what they could have changed; returns the deleted fact ids and the current fact
-    texts before and after."""
+    what they could have changed; returns the current fact texts before and after."""
     session, seed = work.session, rt.settings.seed
     target_pks = {d.pk for d in targets}
     before = current_texts(session)
@@ -91,13 +89,12 @@ def _forget_targets(
         cut: int | None = first_seq(session) or 1
     else:
         cut = first_affected(session, work.vectors, targets)
-    deleted: list[int] = []
     if cut is not None:
         # The targets' own rows from the cut on go with the rollback.
-        deleted += rollback_from(session, cut)
+        work.delete(rollback_from(session, cut))
     for doc in reversed(targets):
         if cut is None or doc.seq < cut:
-            deleted += remove_own_effects(session, doc)
+            work.delete(remove_own_effects(session, doc))
     drop_question_answers(session, sorted(target_pks))
     for doc in targets:
         session.delete(doc)
@@ -106,4 +103,4 @@ def _forget_targets(
         report.documents_replayed = replay_from(rt, work, cut, now_chosen)
     collect_garbage(session)
     bump_state(session)
-    return deleted, before, current_texts(session)
+    return before, current_texts(session)

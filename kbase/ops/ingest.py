@@ -1,25 +1,34 @@
-"""Ingesting documents: each one stored and run through the pipeline in its own
-transaction, so a failure leaves every earlier document stored and the failing
-one not at all."""
+"""Ingesting documents, each at its place in publication order.
+
+A batch is put in publication order first (published date, else when it was
+received, then the id). Each document is stored and run through the pipeline in
+its own transaction, so a failure leaves every earlier document stored and the
+failing one not at all. A document published before some already stored (a late
+article) takes its place among them: it sees the store as it stood at its date,
+and the later documents that could have seen its facts (the radius rule of
+:func:`kbase.ops.replay.first_affected`) are rolled back and replayed. A document
+that arrives again with other content is a new version: the old one is forgotten
+exactly and the new one placed at its date.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from kbase.errors import DocumentError
 from kbase.fewshot.pool import chosen_examples
 from kbase.ops.forget import forget_documents
-from kbase.ops.replay import run_pipeline
+from kbase.ops.replay import first_affected, replay_from, rollback_from, run_pipeline
 from kbase.records import Recorder
-from kbase.reports import IngestReport
+from kbase.reports import DocReport, IngestReport
 from kbase.runtime import Runtime, Write
 from kbase.sources.base import SourceDocument
-from kbase.store import queries
+from kbase.store import order, queries
 from kbase.store.models import Document
 from kbase.vectors import bump_state
 
@@ -27,14 +36,26 @@ from kbase.vectors import bump_state
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+def now() -> datetime:
+    """The time a document is received, naive UTC like every stored time."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def publication_order(sources: Iterable[SourceDocument]) -> list[SourceDocument]:
+    """The documents of a batch in the order they take their places: undated ones
+    count as received now, all at one moment, so their ids order them."""
+    received = now()
+    stamped = [s if s.received else replace(s, received=received) for s in sources]
+    return sorted(stamped, key=lambda s: (s.published or s.received or received, s.doc_id))
+
+
 def ingest(
     rt: Runtime,
     sources: Iterable[SourceDocument],
     *,
-    replace: bool = False,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
-    """Store documents in order, each in its own transaction."""
+    """Store documents at their places in publication order."""
     report = IngestReport()
     started = time.perf_counter()
     with rt.write() as work:
@@ -42,8 +63,8 @@ def ingest(
         if progress is not None:
             recorder.on_call = lambda _r, _f: progress(_progress(report, recorder, started))
         try:
-            for source in sources:
-                _ingest_one(rt, work, source, replace, report)
+            for source in publication_order(sources):
+                _ingest_one(rt, work, source, report)
                 if progress is not None:
                     progress(_progress(report, recorder, started))
         finally:
@@ -67,40 +88,68 @@ def _progress(report: IngestReport, recorder: Recorder, started: float) -> dict[
     }
 
 
-def _ingest_one(
-    rt: Runtime, work: Write, source: SourceDocument, replace: bool, report: IngestReport
-) -> None:
+def _ingest_one(rt: Runtime, work: Write, source: SourceDocument, report: IngestReport) -> None:
     session = work.session
     with session.begin():
-        existing = session.scalar(
-            select(Document.content_hash).where(Document.doc_id == source.doc_id)
-        )
-    if existing is not None:
-        if existing == source.content_hash:
+        stored = queries.find_document(session, source.doc_id)
+        previous = None if stored is None else (stored.content_hash, stored.version)
+        first_ingested = None if stored is None else stored.first_ingested_at or stored.ingested_at
+    version = 1
+    if previous is not None:
+        if previous[0] == source.content_hash:
             report.unchanged.append(source.doc_id)
             return
-        if not replace:
-            raise DocumentError(
-                f"document {source.doc_id!r} is stored with different content: "
-                "pass --replace to replace it, or give another --id"
-            )
-        forget_documents(rt, work, [source.doc_id])
-        report.replaced.append(source.doc_id)
+        forget = forget_documents(rt, work, [source.doc_id])
+        report.documents_replayed += forget.documents_replayed
+        report.updated.append(source.doc_id)
+        version = previous[1] + 1
     with work.transaction():
-        doc = Document(
-            doc_id=source.doc_id,
-            seq=queries.next_seq(session),
-            source=source.source,
-            url=source.url,
-            title=source.title,
-            published=source.published,
-            content_hash=source.content_hash,
-            text=source.text,
-            ingested_at=datetime.now(UTC).replace(tzinfo=None),
-        )
-        session.add(doc)
-        session.flush()
-        examples = chosen_examples(session, rt.embedder, rt.settings.seed)
-        ctx = run_pipeline(rt, work, doc, examples=examples)
+        doc_report = _place(rt, work, source, version, first_ingested)
         bump_state(session)
-    report.stored.append(ctx.report)
+    report.documents_replayed += doc_report.documents_replayed
+    report.stored.append(doc_report)
+
+
+def _place(
+    rt: Runtime,
+    work: Write,
+    source: SourceDocument,
+    version: int,
+    first_ingested: datetime | None,
+) -> DocReport:
+    """Inside the write's transaction: store ``source`` at its place, run it through
+    the pipeline as of its date, and replay the later documents it could change."""
+    session = work.session
+    received = source.received or now()
+    at = order.seq_after(session, order.moment_of(source.published, received), source.doc_id)
+    later = 0
+    if at is None:
+        seq = queries.next_seq(session)
+    else:
+        later = int(session.scalar(select(func.count(Document.pk)).where(Document.seq >= at)) or 0)
+        order.make_room(session, at)
+        seq = at
+    doc = Document(
+        doc_id=source.doc_id,
+        seq=seq,
+        source=source.source,
+        url=source.url,
+        title=source.title,
+        published=source.published,
+        content_hash=source.content_hash,
+        text=source.text,
+        ingested_at=received,
+        version=version,
+        first_ingested_at=first_ingested,
+    )
+    session.add(doc)
+    session.flush()
+    examples = chosen_examples(session, rt.embedder, rt.settings.seed)
+    ctx = run_pipeline(rt, work, doc, examples=examples, view_seq=None if at is None else seq)
+    ctx.report.version, ctx.report.later_documents = version, later
+    if at is not None:
+        cut = first_affected(session, work.vectors, [doc])
+        if cut is not None:
+            work.delete(rollback_from(session, cut))
+            ctx.report.documents_replayed = replay_from(rt, work, cut, examples)
+    return ctx.report

@@ -147,9 +147,12 @@ def collect_garbage(session: Session) -> None:
     session.execute(delete(Embedding).where(Embedding.text_hash.notin_(select(referenced.c[0]))))
 
 
-def run_pipeline(rt: Runtime, work: Write, doc: Document, *, examples: Chosen) -> DocContext:
+def run_pipeline(
+    rt: Runtime, work: Write, doc: Document, *, examples: Chosen, view_seq: int | None = None
+) -> DocContext:
     """Run the pipeline for a stored document (first ingest or replay) inside the
-    write's open transaction, and record its accounting on the document."""
+    write's open transaction, and record its accounting on the document.
+    ``view_seq``: the document sees the store as of that seq (a late document)."""
     recorder = work.recorder
     recorder.stats = CallStats()
     ctx = DocContext(
@@ -161,6 +164,7 @@ def run_pipeline(rt: Runtime, work: Write, doc: Document, *, examples: Chosen) -
         report=DocReport(doc.doc_id, doc.seq),
         examples=examples,
         indexed=work.pending,
+        view_seq=view_seq,
     )
     process_document(ctx)
     stats, report = recorder.stats, ctx.report
@@ -191,11 +195,11 @@ def first_seq(session: Session) -> int | None:
     return None if first is None else int(first)
 
 
-def rollback_and_replay_all(rt: Runtime, work: Write, examples: Chosen) -> tuple[list[int], int]:
+def rollback_and_replay_all(rt: Runtime, work: Write, examples: Chosen) -> int:
     """Rebuild every derived row from the ingest log (after a few-shot change);
-    returns the deleted fact ids and how many documents were replayed."""
+    returns how many documents were replayed."""
     first = first_seq(work.session)
     if first is None:
-        return [], 0
-    deleted = rollback_from(work.session, first)
-    return deleted, replay_from(rt, work, first, examples)
+        return 0
+    work.delete(rollback_from(work.session, first))
+    return replay_from(rt, work, first, examples)

@@ -165,6 +165,7 @@ def _ingest_log(session: Session) -> Iterator[SourceDocument]:
             title=doc.title,
             url=doc.url,
             published=doc.published,
+            received=doc.ingested_at,
         )
         session.expunge(doc)
 

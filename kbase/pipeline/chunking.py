@@ -2,33 +2,74 @@
 
 Token counts are estimated (about 1.3 tokens per word, the ratio of common BPE
 tokenizers on English news) so that chunking never needs the model, and is the
-same on every backend.
+same on every backend. A word longer than :data:`LONG_WORD_BYTES` bytes of UTF-8
+(base64, a hash, a URL, text without spaces) counts one token per byte, the most a
+byte-level tokenizer makes of it, and a word over the budget is cut: so no chunk is
+over the budget, whatever the text. Text of ordinary words chunks as it always did.
 """
 
 from __future__ import annotations
 
 import re
 
+#: Words up to this many UTF-8 bytes count 1.3 tokens; longer ones one per byte.
+LONG_WORD_BYTES = 24
+
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"\S+")
+_ORDINARY_TENTHS = 13  # tenths of a token, so that sums stay exact integers
+
+
+def _word_tenths(word: str) -> int:
+    """Estimated tokens of one word, in tenths."""
+    if len(word) * 4 <= LONG_WORD_BYTES:  # at most 4 bytes a character: no need to encode
+        return _ORDINARY_TENTHS
+    size = len(word.encode("utf-8"))
+    return _ORDINARY_TENTHS if size <= LONG_WORD_BYTES else 10 * size
 
 
 def estimate_tokens(text: str) -> int:
-    """Estimated number of model tokens in ``text``."""
-    return (len(_WORD.findall(text)) * 13 + 9) // 10
+    """Estimated number of model tokens in ``text`` (1.3 a word; long words by bytes)."""
+    return (sum(_word_tenths(word) for word in _WORD.findall(text)) + 9) // 10
+
+
+def _cut_word(word: str, budget: int) -> list[str]:
+    """``word`` in pieces of at most ``budget`` UTF-8 bytes (one character at least)."""
+    if len(word.encode("utf-8")) <= budget:
+        return [word]
+    pieces: list[str] = []
+    start, size = 0, 0
+    for index, char in enumerate(word):
+        width = len(char.encode("utf-8"))
+        if index > start and size + width > budget:
+            pieces.append(word[start:index])
+            start, size = index, 0
+        size += width
+    pieces.append(word[start:])
+    return pieces
 
 
 def _split_long(paragraph: str, budget: int) -> list[str]:
-    """Sentences of a paragraph over budget; words of a sentence over budget."""
+    """Sentences of a paragraph over budget; words of a sentence over budget, as many as
+    fit in each piece, and pieces of a word over budget."""
     pieces: list[str] = []
     for sentence in _SENTENCE.split(paragraph):
         if estimate_tokens(sentence) <= budget:
             pieces.append(sentence)
             continue
-        words = sentence.split()
-        per_piece = max(1, budget * 10 // 13)
-        pieces.extend(" ".join(words[i : i + per_piece]) for i in range(0, len(words), per_piece))
+        current: list[str] = []
+        size = 0
+        for word in sentence.split():
+            for part in _cut_word(word, budget):
+                cost = _word_tenths(part)
+                if current and size + cost > budget * 10:
+                    pieces.append(" ".join(current))
+                    current, size = [], 0
+                current.append(part)
+                size += cost
+        if current:
+            pieces.append(" ".join(current))
     return pieces
 
 

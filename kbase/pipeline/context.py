@@ -28,6 +28,9 @@ class DocContext:
     examples: Chosen | None = None
     #: Fact ids indexed in the open transaction, removed again if it fails.
     indexed: list[int] = field(default_factory=list)
+    #: The store as of this document (its own seq) when later documents are stored
+    #: already (a late article); None: the store as it is now.
+    view_seq: int | None = None
 
     @property
     def ingest_use(self) -> list[Use]:

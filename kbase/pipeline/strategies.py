@@ -38,19 +38,20 @@ from kbase.store.models import Fact
 
 
 def candidates(ctx: DocContext, chunk: str, *, at_least_one: bool = False) -> list[Fact]:
-    """Current facts of other documents close to ``chunk``, best first, capped."""
+    """Current facts (as of the document) of other documents close to ``chunk``, best
+    first, capped."""
     settings = ctx.settings
     vector = ctx.vectors.embed(ctx.session, [chunk])[0]
     radius = settings.candidate_threshold
     hits = [
         h
-        for h in ctx.vectors.within(ctx.session, vector, radius)
+        for h in ctx.vectors.within(ctx.session, vector, radius, at_seq=ctx.view_seq)
         if h.fact.document_pk != ctx.doc.pk
     ]
     if not hits and at_least_one:
         # ERASE keeps at least the best match; that makes the result depend on the
         # whole store down to the best score, which the recorded radius says.
-        nearest = ctx.vectors.nearest(ctx.session, vector, 8)
+        nearest = ctx.vectors.nearest(ctx.session, vector, 8, at_seq=ctx.view_seq)
         hits = [h for h in nearest if h.fact.document_pk != ctx.doc.pk][:1]
         radius = min(radius, hits[0].score) if hits else -1.0
     edits.note_retrieval(ctx, chunk, radius)
@@ -100,7 +101,7 @@ def _duplicate_of(ctx: DocContext, text: str) -> Fact | None:
     vector = ctx.vectors.embed(ctx.session, [text])[0]
     radius = ctx.settings.duplicate_threshold
     edits.note_retrieval(ctx, text, radius)
-    hits = ctx.vectors.within(ctx.session, vector, radius)
+    hits = ctx.vectors.within(ctx.session, vector, radius, at_seq=ctx.view_seq)
     return next((h.fact for h in hits if wording.same_statement(h.fact.text, text)), None)
 
 

@@ -17,7 +17,8 @@ class SourceDocument:
 
     ``doc_id`` is the stable user-facing id: the given ``--id``, else the feed
     entry's id or link, else the JSONL ``id``, else the content hash.
-    ``published`` is naive UTC.
+    ``published`` is naive UTC. ``received`` is when the store first received it
+    (None: now); it places an undated document, and a rebuild passes the recorded one.
     """
 
     doc_id: str
@@ -26,6 +27,7 @@ class SourceDocument:
     title: str | None = None
     url: str | None = None
     published: datetime | None = None
+    received: datetime | None = None
 
     @property
     def content_hash(self) -> str:

@@ -13,26 +13,31 @@ from kbase.errors import InputError
 from kbase.hashing import content_hash
 from kbase.sources.base import SourceDocument
 from kbase.sources.dates import from_struct_time, parse_date
+from kbase.sources.fields import check_id
 from kbase.sources.files import decode_as
 from kbase.sources.html import html_to_text
 from kbase.sources.messages import one_line
 
 log = logging.getLogger("kbase")
 
-_DOCTYPE = re.compile(rb"<!doctype", re.I)
-_ENTITY = re.compile(rb"<!entity", re.I)
+_DOCTYPE = re.compile(r"<!doctype", re.I)
+_ENTITY = re.compile(r"<!entity", re.I)
 _XML_ENCODING = re.compile(rb"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+# The same declaration in decoded text; group 2 is the encoding's name.
+_XML_ENCODING_TEXT = re.compile(r"""\A(\s*<\?xml[^>]*?encoding\s*=\s*["'])([A-Za-z0-9._:-]+)""")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _GIVE_FEED = "give an RSS, Atom or RDF feed"
 
 
-def refuse_entity_declarations(name: str, data: bytes) -> None:
+def refuse_entity_declarations(name: str, markup: str) -> None:
     """Refuse XML with a DOCTYPE that declares entities (entity-expansion bombs, external files).
 
-    Such declarations are never expanded or fetched: the whole input is rejected.
+    ``markup`` is the decoded text, exactly what the parser is given, so that no
+    encoding (UTF-7, EBCDIC, ...) can spell the declarations past this check. Such
+    declarations are never expanded or fetched: the whole input is rejected.
     """
-    doctype = _DOCTYPE.search(data)
-    if doctype is not None and _ENTITY.search(data, doctype.end()):
+    doctype = _DOCTYPE.search(markup)
+    if doctype is not None and _ENTITY.search(markup, doctype.end()):
         raise InputError(
             f"{name} declares XML entities in a <!DOCTYPE>, which kbase refuses to expand: "
             "remove the DOCTYPE block"
@@ -48,14 +53,14 @@ def read_feed(
     Entries without text are skipped and entries repeating an earlier id are dropped (both
     logged). Input that is not a feed, or a feed without entries, is an error.
     """
-    refuse_entity_declarations(name, data)
-    _check_decodable(name, data, charset)
-    headers = _response_headers(data, charset)
+    markup = _decode(name, data, charset)
+    refuse_entity_declarations(name, markup)
     import feedparser
 
     try:
-        # A stream, so that feedparser never takes the input for a URL or a file name.
-        parsed: Any = feedparser.parse(io.BytesIO(data), response_headers=headers)
+        # A stream, so that feedparser never takes the input for a URL or a file name; and
+        # UTF-8, so that it parses exactly the text checked above, whatever was declared.
+        parsed: Any = feedparser.parse(io.BytesIO(_as_utf8(markup)))
     except Exception as exc:  # a third-party parser: any failure is an unreadable feed
         raise InputError(
             f"{name} is not a readable feed ({one_line(exc, 120)}): {_GIVE_FEED}"
@@ -93,7 +98,7 @@ def _entry_document(name: str, source: str, position: int, entry: Any) -> Source
     link = _string(dict.get(entry, "link"))
     doc_id = _string(dict.get(entry, "id")) or link or content_hash(text)
     return SourceDocument(
-        doc_id=doc_id,
+        doc_id=check_id(f"{name}: entry {position}", doc_id),
         text=text,
         source=source,
         title=_entry_title(entry),
@@ -161,18 +166,28 @@ def _problem(parsed: Any) -> str:
     return message
 
 
-def _check_decodable(name: str, data: bytes, charset: str | None) -> None:
-    """Refuse bytes that do not decode in the encoding they declare (UTF-8 when none)."""
+def _decode(name: str, data: bytes, charset: str | None) -> str:
+    """The feed as text, in the encoding it declares (else ``charset``, else UTF-8).
+
+    A declaration that does not read the same once decoded (``encoding="cp500"`` on
+    ASCII bytes, say) is a mismatch and refused: the bytes are not in that encoding.
+    """
     declared = _XML_ENCODING.match(data[:1024])
     encoding = declared.group(1).decode("ascii") if declared else charset or "utf-8"
-    decode_as(name, data, encoding)
+    markup = decode_as(name, data, encoding)
+    if declared is not None:
+        again = _XML_ENCODING_TEXT.match(markup)
+        if again is None or again.group(2).lower() != encoding.lower():
+            raise InputError(
+                f"{name} declares encoding {one_line(encoding, 40)!r} but is not written in "
+                "it: convert it to UTF-8 (and declare that)"
+            )
+    return markup
 
 
-def _response_headers(data: bytes, charset: str | None) -> dict[str, str]:
-    # An encoding in the XML declaration wins; else the HTTP one; else feedparser's default.
-    if charset and not _XML_ENCODING.match(data[:1024]):
-        return {"content-type": f"application/xml; charset={charset}"}
-    return {}
+def _as_utf8(markup: str) -> bytes:
+    """``markup`` as UTF-8 bytes whose XML declaration, if any, says so."""
+    return _XML_ENCODING_TEXT.sub(r"\g<1>utf-8", markup, count=1).encode("utf-8")
 
 
 def _string(value: object) -> str | None:

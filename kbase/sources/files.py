@@ -46,6 +46,16 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"wOF2", "a web font"),
 )
 _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+_WIDE_PROBE_BYTES = 256
+#: Encodings refused in markup, by codec name: UTF-7 can spell ``<!`` in plain letters
+#: (``+ADwAIQ-``), so a DOCTYPE would pass unseen by byte-level checks; the wide ones
+#: and Python's escape codecs are no way to write a feed or a page either.
+_HIDING_ENCODINGS = frozenset(
+    {
+        "utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be",
+        "unicode-escape", "raw-unicode-escape", "punycode", "idna",
+    }
+)  # fmt: skip
 
 
 def too_big(name: str, size: int | None, max_bytes: int) -> InputError:
@@ -67,14 +77,33 @@ def read_file(path: str, max_bytes: int) -> bytes:
         raise InputError(f"cannot read {path}: {one_line(exc.strerror or exc)}") from None
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder: read it as a folder source")
-    if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
+    _refuse_special(path, info.st_mode)
+    if info.st_size > max_bytes:
         raise too_big(path, info.st_size, max_bytes)
     try:
-        with open(path, "rb") as handle:
+        # Non-blocking, then checked again on the open file: a FIFO swapped in after the
+        # stat must not block the read forever (no --timeout covers a local file).
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(descriptor, "rb") as handle:
+            _refuse_special(path, os.fstat(handle.fileno()).st_mode)
             data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {one_line(exc.strerror or exc)}") from None
     return check_bytes(path, data, max_bytes)
+
+
+def _refuse_special(path: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    what = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        what = "a device"
+    elif stat.S_ISSOCK(mode):
+        what = "a socket"
+    raise InputError(
+        f"{path} is {what}, which kbase does not read: give a regular file, "
+        "or - to read it from standard input"
+    )
 
 
 def read_stream(name: str, stream: BinaryIO, max_bytes: int) -> bytes:
@@ -94,7 +123,7 @@ def check_bytes(name: str, data: bytes, max_bytes: int) -> bytes:
         raise too_big(name, None, max_bytes)
     if not data.strip():
         raise InputError(f"{name} is empty: {_WHAT_TO_GIVE} with some text in it")
-    if data.startswith(_UTF16_32_BOMS):
+    if data.startswith(_UTF16_32_BOMS) or _wide_text(data[:_WIDE_PROBE_BYTES]):
         raise InputError(f"{name} is UTF-16 or UTF-32 text: convert it to UTF-8")
     for magic, what in _MAGIC:
         if data.startswith(magic):
@@ -102,6 +131,17 @@ def check_bytes(name: str, data: bytes, max_bytes: int) -> bytes:
     if b"\x00" in data[:BINARY_PROBE_BYTES]:
         raise InputError(f"{name} looks binary (NUL bytes): {_WHAT_TO_GIVE}")
     return data
+
+
+def _wide_text(head: bytes) -> bool:
+    """Whether ``head`` looks like UTF-16 or UTF-32 without a byte-order mark: ASCII
+    written in those has NUL in (nearly) every other byte, and not in the rest."""
+    half = len(head) // 2
+    if half < 2:
+        return False
+    even, odd = head[0 : 2 * half : 2].count(0), head[1 : 2 * half : 2].count(0)
+    nul, other = max(even, odd), min(even, odd)
+    return nul * 10 >= half * 9 and other * 10 <= half * 6
 
 
 def decode_utf8(name: str, data: bytes) -> str:
@@ -119,17 +159,26 @@ def decode_as(name: str, data: bytes, encoding: str) -> str:
     """
     if data.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
+    shown = one_line(encoding, 40)
     try:
         codec = codecs.lookup(encoding)
     except LookupError:
         raise InputError(
-            f"{name} declares an unknown character encoding {one_line(encoding, 40)!r}: "
-            "convert it to UTF-8"
+            f"{name} declares an unknown character encoding {shown!r}: convert it to UTF-8"
         ) from None
+    if codec.name in _HIDING_ENCODINGS:
+        raise InputError(
+            f"{name} declares the {codec.name.upper()} encoding, which kbase refuses "
+            "(it can hide markup): convert it to UTF-8"
+        )
     try:
         return data.decode(codec.name)
     except UnicodeDecodeError as exc:
         raise bad_encoding(name, data, exc, codec.name.upper()) from None
+    except (LookupError, UnicodeError):  # base64, zlib, ...: not a character encoding
+        raise InputError(
+            f"{name} declares {shown!r}, which is not a character encoding: convert it to UTF-8"
+        ) from None
 
 
 def bad_encoding(name: str, data: bytes, exc: UnicodeDecodeError, encoding: str) -> InputError:

@@ -38,6 +38,8 @@ _CHARSET_META = re.compile(
     rb"""|\A\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)""",
     re.I,
 )
+# The same declarations in decoded text.
+_CHARSET_META_TEXT = re.compile(_CHARSET_META.pattern.decode("ascii"), re.I)
 # lxml refuses text that starts with an XML declaration naming an encoding.
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 _HEAD_BYTES = 4096
@@ -109,9 +111,19 @@ def _element_text(root: lxml.html.HtmlElement) -> str:
 def decode_html(name: str, data: bytes, charset: str | None = None) -> str:
     """HTML bytes as text, using a byte-order mark, ``charset`` (from HTTP), or ``<meta charset>``.
 
-    Without any of them the bytes must be UTF-8. Bytes that do not decode are an error.
+    Without any of them the bytes must be UTF-8. Bytes that do not decode are an error, and
+    so is a declaration that does not read the same once decoded (an encoding mismatch).
     """
-    return decode_as(name, data, charset or _meta_charset(data) or "utf-8")
+    declared = None if charset else _meta_charset(data)
+    markup = decode_as(name, data, charset or declared or "utf-8")
+    if declared is not None:
+        again = _CHARSET_META_TEXT.search(markup[:_HEAD_BYTES])
+        if again is None or (again.group(1) or again.group(2)).lower() != declared.lower():
+            raise InputError(
+                f"{name} declares charset {one_line(declared, 40)!r} but is not written in "
+                "it: convert it to UTF-8 (and declare that)"
+            )
+    return markup
 
 
 def extract_page(name: str, markup: str, url: str | None = None) -> HtmlPage:

@@ -10,6 +10,7 @@ from typing import Any
 from kbase.errors import InputError
 from kbase.sources.base import SourceDocument
 from kbase.sources.dates import parse_date
+from kbase.sources.fields import check_id
 from kbase.sources.messages import one_line
 
 log = logging.getLogger("kbase")
@@ -105,7 +106,7 @@ def _doc_id(where: str, record: dict[str, Any]) -> str:
     doc_id = str(value).strip()
     if not doc_id:
         raise InputError(f'{where}: "id" is empty: give each line a non-empty "id"')
-    return doc_id
+    return check_id(where, doc_id)
 
 
 def _text(where: str, record: dict[str, Any]) -> str:

@@ -63,7 +63,12 @@ class Document(Base):
     published: Mapped[datetime | None] = mapped_column(DateTime)
     content_hash: Mapped[str] = mapped_column(String(80))
     text: Mapped[str] = mapped_column(Text)
+    #: When this version was received; an undated document takes its place by it.
     ingested_at: Mapped[datetime] = mapped_column(DateTime)
+    #: 1, then one more each time the document arrived again with other content.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: When its first version was received (None: this is the first).
+    first_ingested_at: Mapped[datetime | None] = mapped_column(DateTime)
     llm_calls: Mapped[int] = mapped_column(Integer, default=0)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
