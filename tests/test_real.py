@@ -131,3 +131,54 @@ def test_a_later_article_rewrites_the_fact_it_makes_false_and_forgetting_it_rest
     assert [c["doc_id"] for c in again["citations"]] == ["acme-bob"]
     reopened = json.loads(kb(folder, "history", "--json", str(bob[0]["id"])))
     assert reopened[-1]["current"] and reopened[-1]["closed_by"] is None
+
+
+def rss(path: Path, *docs: dict[str, str]) -> Path:
+    """An RSS 2.0 feed listing ``docs`` in the order given (feeds list newest first)."""
+    from email.utils import format_datetime
+
+    from kbase.sources.dates import parse_date
+
+    items = "".join(
+        f"<item><guid>{d['id']}</guid><title>{d['title']}</title><link>{d['url']}</link>"
+        f"<pubDate>{format_datetime(parse_date(d['published']))}</pubDate>"  # type: ignore[arg-type]
+        f"<description>{d['text']}</description></item>"
+        for d in docs
+    )
+    path.write_text(
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Acme news</title>'
+        f"<link>https://news.example.org/</link>{items}</channel></rss>"
+    )
+    return path
+
+
+def test_a_feed_listed_newest_first_and_polled_twice_ends_as_if_read_oldest_first(
+    tmp_path: Path,
+) -> None:
+    """The May article arrives first; the next poll lists it and, below it, the
+    January one, which takes its place before it."""
+    oldest_first, newest_first = tmp_path / "oldest-first", tmp_path / "newest-first"
+    kb(oldest_first, "ingest", "-q", str(rss(tmp_path / "a.xml", ACME_BOB, ACME_ALICE)))
+    kb(newest_first, "ingest", "-q", str(rss(tmp_path / "b1.xml", ACME_ALICE)))
+    late = json.loads(
+        kb(newest_first, "ingest", "--json", str(rss(tmp_path / "b2.xml", ACME_ALICE, ACME_BOB)))
+    )
+    assert late["unchanged"] == ["acme-alice"]
+    assert [d["doc_id"] for d in late["stored"]] == ["acme-bob"]
+    assert late["stored"][0]["later_documents"] == 1
+
+    for folder in (oldest_first, newest_first):
+        now = json.loads(kb(folder, "ask", "--json", CEO))
+        assert "Alice" in now["answer"] and "Bob" not in now["answer"]
+        assert "acme-alice" in [c["doc_id"] for c in now["citations"]]
+        then = json.loads(kb(folder, "ask", "--json", "--as-of", "2024-03-01", CEO))
+        assert "Bob" in then["answer"]
+        assert [c["doc_id"] for c in then["citations"]] == ["acme-bob"]
+        docs = json.loads(kb(folder, "docs", "list", "--json"))
+        assert [d["doc_id"] for d in docs] == ["acme-bob", "acme-alice"]
+
+    def facts(folder: Path) -> list[tuple[str, str, bool]]:
+        rows = json.loads(kb(folder, "facts", "list", "--all", "--json"))
+        return sorted((r["text"], r["doc_id"], r["current"]) for r in rows)
+
+    assert facts(newest_first) == facts(oldest_first)
