@@ -20,7 +20,6 @@ import click
 from kbase import render
 from kbase.embed import EMBEDDERS
 from kbase.llm import BACKENDS
-from kbase.pipeline.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from kbase.kb import KnowledgeBase
@@ -43,6 +42,24 @@ def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None)
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+class StrategyChoice(click.Choice):  # type: ignore[type-arg]
+    """The strategies' registry as choices, read when first needed: it imports the
+    pipeline, which ``kb --help`` and most commands never need."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        from kbase.pipeline.strategies import STRATEGIES
+
+        return list(STRATEGIES)
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass  # click's __init__ sets it; the registry is the truth
 
 
 class Options:
@@ -148,7 +165,7 @@ def cli(
 @cli.command()
 @click.option(
     "--strategy",
-    type=click.Choice(list(STRATEGIES)),
+    type=StrategyChoice(),
     default="kbase",
     show_default=True,
     help="How new documents edit stored facts.",

@@ -65,11 +65,11 @@ class Worker:
 
 def documents(count: int, *, offset: int = 0) -> list[Any]:
     """``count`` dated fake-world documents, ids ``load-<n>`` from ``offset``."""
+    from kbase.llm.fake import world_news
     from kbase.sources.base import SourceDocument
     from kbase.sources.dates import parse_date
-    from tests.crashkit import news_batch
 
-    records = news_batch(offset + count, prefix="load-", seed=11)[offset:]
+    records = world_news(offset + count, prefix="load-", seed=11)[offset:]
     return [
         SourceDocument(
             doc_id=r["id"],

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from typing import Any
 
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
 
@@ -172,3 +175,32 @@ def world_llm(*, logprobs: bool = True) -> ScriptedLLM:
     """A new fake-world model (with log-probabilities, or without: then verdicts
     are generated, as on a server that gives none)."""
     return ScriptedLLM(world, model_id="fake", supports_logprobs=logprobs)
+
+
+_COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay")
+_ROLES = ("CEO", "CFO", "city", "founder")
+_NAMES = ("Bob", "Alice", "Carol", "Dana", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy")
+
+
+def world_news(n: int, *, prefix: str = "d", seed: int = 7) -> list[dict[str, Any]]:
+    """``n`` dated JSONL records (``id``, ``title``, ``url``, ``published``, ``text``)
+    in the fake world's "S is O." form, a day apart; later ones contradict earlier
+    ones often, so ingesting them edits facts and forgetting one replays others."""
+    rng = random.Random(seed)
+    start = date(2024, 1, 1)
+    records = []
+    for i in range(n):
+        sentences = []
+        for _ in range(3):
+            role, company = rng.choice(_ROLES), rng.choice(_COMPANIES)
+            sentences.append(f"The {role} of {company} is {rng.choice(_NAMES)}.")
+        records.append(
+            {
+                "id": f"{prefix}{i:02d}",
+                "title": f"News {i}",
+                "url": f"https://news.example.org/{prefix}{i:02d}",
+                "published": (start + timedelta(days=i)).isoformat(),
+                "text": " ".join(sentences) + "\n\n" + f"Item {i} of the batch is news.",
+            }
+        )
+    return records
