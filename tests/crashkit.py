@@ -1,13 +1,22 @@
 """Helpers for the fault-injection tests: run a ``kb`` command in a child process,
 kill it with SIGKILL at a chosen moment, and check what it left behind.
 
-The child is this module run as ``python -m tests.crashkit ARGS...``: it imports
-``tests.conftest`` (which registers the fake-world LLM as ``fake-world``), wraps
-that backend so every model call sleeps a few milliseconds (the spread is read
-from ``$KBASE_CRASH_DELAY_MS``, e.g. ``1-5``), says ``ready`` on stderr once the
-CLI is imported, then runs the real entry point ``cli.main()``. A parent that
-waits for ``ready`` before starting its clock kills the command itself, never
-the interpreter's start-up.
+The child is this module run as ``python -m tests.crashkit ARGS...``: it replaces
+the ``fake`` LLM backend (the fake world) with one whose every call sleeps a few
+milliseconds (the spread is read from ``$KBASE_CRASH_DELAY_MS``, e.g. ``1-5``),
+counts the steps of its database work (every flush and every commit of a
+SQLAlchemy session, numbered from 1), says ``ready`` on stderr once the CLI is
+imported, then runs the real entry point ``cli.main()``, and at its end says how
+many steps it took.
+
+A parent kills the child either a time after ``ready`` (:func:`run_and_kill`: a
+random moment, for the kill points drawn at random), or at a point of progress
+(:func:`run_and_kill_at`, deterministic): ``$KBASE_CRASH_AT`` names the point, the
+child stops there (says ``paused`` on stderr and waits on its stdin) and the parent,
+seeing that, sends SIGKILL. Points are ``storing DOC_ID`` (inside the transaction
+that stores that document, at its commit, before the database has it) and
+``step K`` (right after the K-th step). The counting hooks are SQLAlchemy session
+events, so they depend on no function of kbase, only on its ``Document`` model.
 """
 
 from __future__ import annotations
@@ -20,10 +29,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,22 @@ from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
 
 ROOT = Path(__file__).resolve().parent.parent
 DELAY_ENV = "KBASE_CRASH_DELAY_MS"
+AT_ENV = "KBASE_CRASH_AT"
 READY = "crashkit: ready"
+PAUSED = "crashkit: paused at"
+STEPS = "crashkit: steps"
 
-_COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay")
-_ROLES = ("CEO", "CFO", "city", "founder")
-_NAMES = ("Bob", "Alice", "Carol", "Dana", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy")
+
+# -- kill points -------------------------------------------------------------------------
+def storing(doc_id: str) -> str:
+    """The kill point inside the transaction that stores ``doc_id``, at its commit:
+    every document before it is stored, it is not."""
+    return f"storing {doc_id}"
+
+
+def step(k: int) -> str:
+    """The kill point right after the child's ``k``-th flush or commit (from 1)."""
+    return f"step {k}"
 
 
 # -- the child ---------------------------------------------------------------------------
@@ -67,20 +87,76 @@ def _delay_range() -> tuple[float, float]:
     return float(low), float(high or low)
 
 
+class Progress:
+    """The child's database work, counted from SQLAlchemy's session events; stops the
+    process at the kill point ``at`` (``storing DOC_ID``, ``step K``, or None)."""
+
+    def __init__(self, at: str | None) -> None:
+        kind, _, arg = (at or "").partition(" ")
+        if at is not None and (kind not in ("storing", "step") or not arg):
+            raise ValueError(f"${AT_ENV}={at!r}: use 'storing DOC_ID' or 'step K'")
+        self.storing = arg if kind == "storing" else None
+        self.step = int(arg) if kind == "step" else None
+        self.steps = 0
+
+    def install(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+
+        event.listen(Session, "after_flush", self._after_flush)
+        event.listen(Session, "before_commit", self._before_commit)
+        event.listen(Session, "after_commit", self._after_commit)
+        event.listen(Session, "after_rollback", self._after_rollback)
+
+    def _stop(self, where: str) -> None:
+        print(f"{PAUSED} {where}", file=sys.stderr, flush=True)
+        sys.stdin.read()  # until the parent's SIGKILL (or its end)
+        os._exit(70)
+
+    def _counted(self) -> None:
+        self.steps += 1
+        if self.steps == self.step:
+            self._stop(step(self.steps))
+
+    def _after_flush(self, session: Any, _context: Any) -> None:
+        from kbase.store.models import Document
+
+        added = [o.doc_id for o in session.new if isinstance(o, Document)]
+        session.info.setdefault("crashkit_documents", []).extend(added)
+        self._counted()
+
+    def _before_commit(self, session: Any) -> None:
+        if self.storing is not None and self.storing in session.info.get("crashkit_documents", ()):
+            self._stop(storing(self.storing))
+
+    def _after_commit(self, session: Any) -> None:
+        session.info.pop("crashkit_documents", None)
+        self._counted()
+
+    def _after_rollback(self, session: Any) -> None:
+        session.info.pop("crashkit_documents", None)
+
+
 def child_main(argv: Sequence[str]) -> None:
-    """Run ``kb ARGV`` on the (slowed) fake-world backend."""
-    import tests.conftest  # noqa: F401  (registers the fake-world backend)
+    """Run ``kb ARGV`` on the (slowed) fake-world backend, stopping at ``$KBASE_CRASH_AT``."""
     from kbase.llm import register_backend
-    from tests.fakeworld import world_llm
+    from kbase.llm.fake import world_llm
 
     low, high = _delay_range()
     if high > 0:
-        register_backend("fake-world", lambda **_: SlowLLM(world_llm(), low, high))
+        register_backend(
+            "fake", lambda **_: SlowLLM(world_llm(), low, high), options=lambda _settings: {}
+        )
+    progress = Progress(os.environ.get(AT_ENV) or None)
+    progress.install()
     import cli
 
     sys.argv = ["kb", *argv]
     print(READY, file=sys.stderr, flush=True)
-    cli.main()
+    try:
+        cli.main()
+    finally:
+        print(f"{STEPS} {progress.steps}", file=sys.stderr, flush=True)
 
 
 # -- the parent --------------------------------------------------------------------------
@@ -92,21 +168,28 @@ class Finished:
     out: str
     err: str
     seconds: float  # from ``ready`` to exit
+    steps: int = 0  # flushes and commits, as the child counted them (0: not counted)
 
 
-def _child_env(delay_ms: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KBASE_DEBUG", "KBASE_HOME")}
+def _child_env(delay_ms: str, at: str | None) -> dict[str, str]:
+    drop = ("KBASE_DEBUG", "KBASE_HOME", AT_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env[DELAY_ENV] = delay_ms
+    if at is not None:
+        env[AT_ENV] = at
     return env
 
 
-def _start(args: Sequence[str], delay_ms: str) -> subprocess.Popen[str]:
+def _start(
+    args: Sequence[str], delay_ms: str, *, at: str | None = None, stdout: int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.crashkit", *args],
         cwd=ROOT,
-        env=_child_env(delay_ms),
-        stdout=subprocess.PIPE,
+        env=_child_env(delay_ms, at),
+        stdin=subprocess.PIPE,  # a paused child waits on it
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -123,7 +206,12 @@ def run_child(args: Sequence[str], *, delay_ms: str = "1-5", timeout: float = 12
     process = _start(args, delay_ms)
     started = time.perf_counter()
     out, err = process.communicate(timeout=timeout)
-    return Finished(process.returncode, out, err, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    lines = err.splitlines(keepends=True)
+    steps = 0
+    if lines and lines[-1].startswith(STEPS):
+        steps = int(lines.pop().split()[-1])
+    return Finished(process.returncode, out, "".join(lines), seconds, steps)
 
 
 def run_and_kill(args: Sequence[str], after: float, *, delay_ms: str = "1-5") -> bool:
@@ -136,6 +224,37 @@ def run_and_kill(args: Sequence[str], after: float, *, delay_ms: str = "1-5") ->
         os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     return alive and process.returncode == -signal.SIGKILL
+
+
+def run_and_kill_at(
+    args: Sequence[str], at: str, *, delay_ms: str = "1-5", timeout: float = 120
+) -> bool:
+    """Run ``kb ARGS`` in a child and SIGKILL it when it stops at the kill point ``at``
+    (see :func:`storing`, :func:`step`); returns whether it got there (False: the
+    command ended without reaching it)."""
+    process = _start(args, delay_ms, at=at, stdout=subprocess.DEVNULL)
+    assert process.stderr is not None
+    timed_out = threading.Event()
+
+    def give_up() -> None:
+        timed_out.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, give_up)
+    timer.start()
+    reached = False
+    try:
+        for line in process.stderr:
+            if line.startswith(PAUSED):
+                os.kill(process.pid, signal.SIGKILL)
+                reached = True
+                break
+        process.communicate(timeout=60)
+    finally:
+        timer.cancel()
+    if timed_out.is_set() and not reached:
+        raise TimeoutError(f"the child did not reach {at!r} within {timeout} s: {args}")
+    return reached and process.returncode == -signal.SIGKILL
 
 
 def run_cli(args: Sequence[str]) -> Finished:
@@ -158,29 +277,6 @@ def run_cli(args: Sequence[str]) -> Finished:
 
 
 # -- inputs ------------------------------------------------------------------------------
-def news_batch(n: int, *, prefix: str = "d", seed: int = 7) -> list[dict[str, Any]]:
-    """``n`` dated JSONL records in the fake world's "S is O." form; later ones
-    contradict earlier ones often, so ingest edits facts and forget replays."""
-    rng = random.Random(seed)
-    start = date(2024, 1, 1)
-    records = []
-    for i in range(n):
-        sentences = []
-        for _ in range(3):
-            role, company = rng.choice(_ROLES), rng.choice(_COMPANIES)
-            sentences.append(f"The {role} of {company} is {rng.choice(_NAMES)}.")
-        records.append(
-            {
-                "id": f"{prefix}{i:02d}",
-                "title": f"News {i}",
-                "url": f"https://news.example.org/{prefix}{i:02d}",
-                "published": (start + timedelta(days=i)).isoformat(),
-                "text": " ".join(sentences) + "\n\n" + f"Item {i} of the batch is news.",
-            }
-        )
-    return records
-
-
 def write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

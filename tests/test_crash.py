@@ -1,9 +1,14 @@
 """Crash safety: ``kb ingest`` and ``kb forget`` killed with SIGKILL at random moments.
 
 Each kill point runs the real command in a child process (see tests/crashkit.py),
-on a knowledge base of fakes, and kills it a random time into the command (drawn
-within the duration of an uninterrupted run; a quarter of them within its last
-15 %, where the last commit meets the index save). Then:
+on a knowledge base of fakes, and kills it. The random kill points kill it a random
+time into the command (drawn within the duration of an uninterrupted run; a quarter
+of them within its last 15 %, where the last commit meets the index save); a run
+that ends before its signal is run again and killed at the same fraction of its
+progress (the step, of the flushes and commits the uninterrupted run counted, at
+that fraction), so every kill point hits a running command however fast the
+machine is. The other tests kill the command at a named point of progress (inside
+the transaction of a given document), never after a measured time. Then:
 
 - the next command opens the store, and the vector index file agrees with SQL
   (``verify_index`` finds nothing);
@@ -27,6 +32,7 @@ survived.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -37,15 +43,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kbase.verify import verify_index
 from sqlalchemy import select
 
 from kbase.config import Settings
 from kbase.fingerprint import fingerprint
-from kbase.kb import CONFIG_FILE, KnowledgeBase
+from kbase.kb import KnowledgeBase
+from kbase.llm.fake import world_news
+from kbase.ops.verify import verify_index
+from kbase.runtime import CONFIG_FILE
 from kbase.store.models import Chunk, Document, Fact, LLMRecordUse
 from tests.conftest import ON_POSTGRES, PostgresStores, database_url_of
-from tests.crashkit import news_batch, run_and_kill, run_child, run_cli, write_jsonl
+from tests.crashkit import (
+    run_and_kill,
+    run_and_kill_at,
+    run_child,
+    run_cli,
+    step,
+    storing,
+    write_jsonl,
+)
 from tests.helpers import rows_holding
 
 BATCH = 30
@@ -60,7 +76,8 @@ SLOW_POINTS = {"sqlite": (56, 40), "postgres": (56, 40) if ON_POSTGRES else (14,
 
 @dataclass
 class World:
-    """Reference stores made by uninterrupted runs, and how long those runs took."""
+    """Reference stores made by uninterrupted runs, how long those runs took and how
+    many steps (flushes and commits) they counted."""
 
     database: str  # sqlite or postgres
     pg: PostgresStores | None
@@ -73,6 +90,8 @@ class World:
     forgotten: Path
     ingest_seconds: float
     forget_seconds: float
+    ingest_steps: int
+    forget_steps: int
     ingest_print: str
     forget_print: str
 
@@ -83,6 +102,7 @@ class Tally:
     (every check held afterwards) and the failures seen."""
 
     name: str
+    points: int = 0
     tried: int = 0
     finished_first: int = 0
     failures: list[str] = field(default_factory=list)
@@ -95,16 +115,16 @@ class Tally:
 
     def line(self) -> str:
         return (
-            f"crash[{self.name}]: seed {SEED}, {self.tried} kill points tried, "
+            f"crash[{self.name}]: seed {SEED}, {self.tried} of {self.points} kill points tried, "
             f"{self.survived} survived ({self.finished_first} runs ended before their signal "
-            "and were tried again sooner); "
+            "and were killed again at the same fraction of their progress); "
             f"landed: {dict(sorted(self.landed.items()))}"
         )
 
 
 def store_print(folder: Path) -> str:
     with KnowledgeBase.open(folder, create=False) as kb:
-        return str(kb.read(fingerprint))
+        return str(kb.runtime.read(fingerprint))
 
 
 def copy_store(source: Path, target: Path, pg: PostgresStores | None = None) -> Path:
@@ -135,14 +155,14 @@ def world(
     pg = PostgresStores() if request.param == "postgres" else None
     root = tmp_path_factory.mktemp("crash")
     canary = uuid.uuid4().hex
-    records = news_batch(BATCH)
+    records = world_news(BATCH)
     records[3]["text"] += f" The code of item 3 is {canary}."
     batch = write_jsonl(root / "batch.jsonl", records)
     empty = root / "empty"
     KnowledgeBase.open(
         empty,
         database_url=pg.database() if pg else None,
-        settings=Settings(embedder="fake", llm="fake-world"),
+        settings=Settings(embedder="fake", llm="fake"),
     ).close()
     ingested = copy_store(empty, root / "ingested", pg)
     ingest = run_child(["--kb", str(ingested), "ingest", "-q", str(batch)])
@@ -162,6 +182,8 @@ def world(
         forgotten=forgotten,
         ingest_seconds=ingest.seconds,
         forget_seconds=forget.seconds,
+        ingest_steps=ingest.steps,
+        forget_steps=forget.steps,
         ingest_print=store_print(ingested),
         forget_print=store_print(forgotten),
     )
@@ -185,7 +207,7 @@ def problems_after_crash(folder: Path) -> list[str]:
     if nxt.code != 0:
         return [f"the next command failed: {nxt.err.strip()}"]
     with KnowledgeBase.open(folder, create=False) as kb:
-        problems += [f"index: {p}" for p in verify_index(kb)]
+        problems += [f"index: {p}" for p in verify_index(kb.runtime)]
 
         def half_stored(session) -> list[str]:  # type: ignore[no-untyped-def]
             docs = dict(session.execute(select(Document.pk, Document.doc_id)).tuples().all())
@@ -209,7 +231,7 @@ def problems_after_crash(folder: Path) -> list[str]:
                 )
             return found
 
-        problems += kb.read(half_stored)
+        problems += kb.runtime.read(half_stored)
     leftovers = sorted(p.name for p in folder.rglob("*.tmp"))
     if leftovers:
         problems.append(f"temporary files left behind: {leftovers}")
@@ -228,28 +250,42 @@ def holding(folder: Path, needle: str) -> list[str]:
 
 
 def kill(
-    world: World, source: Path, folder: Path, args: list[str], after: float, tally: Tally
-) -> float | None:
-    """Copy ``source`` to ``folder`` and kill ``kb ARGS`` there ``after`` seconds in; a run
-    that ends first (they vary) is tried again sooner, up to four times. Returns the
-    delay that hit a running command, or None."""
-    for _ in range(4):
-        copy_store(source, folder, world.pg)
-        if run_and_kill(args, after):
-            tally.tried += 1
-            return after
-        tally.finished_first += 1
-        after *= 0.7
+    world: World,
+    source: Path,
+    folder: Path,
+    args: list[str],
+    moment: float,
+    reference: tuple[float, int],
+    tally: Tally,
+) -> str | None:
+    """Copy ``source`` to ``folder`` and kill ``kb ARGS`` there ``moment`` seconds in. A
+    run that ends first (their pace varies with the machine's) is run again and killed
+    at the same fraction of its progress: ``reference`` is the uninterrupted run's
+    (seconds, steps), and a run always reaches each of those steps. Returns where the
+    signal hit a running command, or None."""
+    copy_store(source, folder, world.pg)
+    if run_and_kill(args, moment):
+        tally.tried += 1
+        return f"{moment:.3f} s"
+    tally.finished_first += 1
+    duration, steps = reference
+    k = min(steps, max(1, math.ceil(moment / duration * steps)))
+    copy_store(source, folder, world.pg)
+    if run_and_kill_at(args, step(k)):
+        tally.tried += 1
+        return f"step {k} of {steps} (its run ended before {moment:.3f} s)"
     return None
 
 
 def ingest_kill_point(world: World, folder: Path, after: float, tally: Tally) -> None:
     args = ["--kb", str(folder), "ingest", "-q", str(world.batch)]
-    hit = kill(world, world.empty, folder, args, after, tally)
+    hit = kill(
+        world, world.empty, folder, args, after, (world.ingest_seconds, world.ingest_steps), tally
+    )
     if hit is None:
+        tally.failures.append(f"ingest at {after:.3f} s: the run ended before its kill point")
         return
-    after = hit
-    where = f"ingest killed at {after:.3f} s"
+    where = f"ingest killed at {hit}"
     problems = problems_after_crash(folder)
     ids = stored_ids(folder)
     tally.landed[
@@ -274,11 +310,19 @@ def ingest_kill_point(world: World, folder: Path, after: float, tally: Tally) ->
 
 def forget_kill_point(world: World, folder: Path, after: float, tally: Tally) -> None:
     args = ["--kb", str(folder), "forget", FORGOTTEN]
-    hit = kill(world, world.ingested, folder, args, after, tally)
+    hit = kill(
+        world,
+        world.ingested,
+        folder,
+        args,
+        after,
+        (world.forget_seconds, world.forget_steps),
+        tally,
+    )
     if hit is None:
+        tally.failures.append(f"forget at {after:.3f} s: the run ended before its kill point")
         return
-    after = hit
-    where = f"forget killed at {after:.3f} s"
+    where = f"forget killed at {hit}"
     problems = problems_after_crash(folder)
     ids = stored_ids(folder)
     tally.landed["before the commit" if FORGOTTEN in ids else "after the commit"] += 1
@@ -309,8 +353,8 @@ def run_kill_points(
 ) -> Tally:
     # SQLite keeps the draws of the runs reported in docs/reliability.md.
     rng = random.Random(f"{SEED}:{name}" + ("" if world.database == "sqlite" else ":pg"))
-    tally = Tally(f"{name}, {world.database}")
-    for _ in range(max(1, round(count * SCALE))):
+    tally = Tally(f"{name}, {world.database}", points=max(1, round(count * SCALE)))
+    for _ in range(tally.points):
         # A quarter aim at the end, where the last commit meets the index save.
         tail = rng.random() < 0.25
         point(folder, rng.uniform(0.85 * duration if tail else 0.0, duration), tally)
@@ -329,6 +373,8 @@ def test_the_reference_runs_are_what_the_kill_points_compare_with(world: World) 
         assert database_url_of(world.ingested) != database_url_of(world.forgotten)
     assert holding(world.forgotten, world.canary) == []
     assert world.ingest_print != world.forget_print
+    # The steps the random kill points fall back on (see crashkit.Progress).
+    assert world.ingest_steps > BATCH and world.forget_steps > 0
 
 
 def test_ingest_killed_at_random_points_leaves_a_consistent_store_and_resumes(
@@ -339,7 +385,7 @@ def test_ingest_killed_at_random_points_leaves_a_consistent_store_and_resumes(
 
     count = POINTS[world.database][0]
     tally = run_kill_points(world, "ingest", count, world.ingest_seconds, point, tmp_path / "kb")
-    assert tally.tried >= count - max(1, count // 7), tally.line()
+    assert tally.tried == tally.points, tally.line()
     assert tally.failures == [], tally.line()
 
 
@@ -351,7 +397,7 @@ def test_forget_killed_at_random_points_is_either_undone_or_finished_by_a_rerun(
 
     count = POINTS[world.database][1]
     tally = run_kill_points(world, "forget", count, world.forget_seconds, point, tmp_path / "kb")
-    assert tally.tried >= count - max(1, count // 5), tally.line()
+    assert tally.tried == tally.points, tally.line()
     assert tally.failures == [], tally.line()
 
 
@@ -360,12 +406,13 @@ def test_a_30_document_batch_killed_twice_in_the_middle_stores_every_document_on
 ) -> None:
     folder = copy_store(world.empty, tmp_path / "kb", world.pg)
     args = ["--kb", str(folder), "ingest", "-q", str(world.batch)]
-    assert run_and_kill(args, world.ingest_seconds * 0.4)
+    # Killed inside the 13th document's transaction, then inside the 22nd's.
+    assert run_and_kill_at(args, storing(world.ids[12]))
     first = stored_ids(folder)
-    assert 0 < len(first) < BATCH and first == world.ids[: len(first)]
-    assert run_and_kill(args, world.ingest_seconds * 0.3)
+    assert first == world.ids[:12]
+    assert run_and_kill_at(args, storing(world.ids[21]))
     second = stored_ids(folder)
-    assert len(first) <= len(second) < BATCH and second == world.ids[: len(second)]
+    assert second == world.ids[:21]
     assert problems_after_crash(folder) == []
     rerun = run_cli(["--kb", str(folder), "ingest", str(world.batch)])
     assert rerun.code == 0, rerun.err
@@ -380,8 +427,9 @@ def test_verify_as_the_first_command_after_a_crash_finds_the_store_consistent(
 ) -> None:
     folder = copy_store(world.empty, tmp_path / "kb", world.pg)
     args = ["--kb", str(folder), "ingest", "-q", str(world.batch)]
-    assert run_and_kill(args, world.ingest_seconds * 0.5)
-    assert 0 < len(stored_ids(folder)) < BATCH
+    # Killed inside the 16th document's transaction: 15 committed, the index behind.
+    assert run_and_kill_at(args, storing(world.ids[15]))
+    assert stored_ids(folder) == world.ids[:15]
     verify = run_cli(["--kb", str(folder), "verify"])
     assert verify.code == 0, verify.out
 
@@ -411,7 +459,7 @@ def test_a_forget_killed_after_its_commit_is_finished_by_a_rerun_with_missing_ok
     rerun = run_cli(["--kb", str(folder), "forget", "--missing-ok", FORGOTTEN])
     assert (rerun.code, rerun.out) == (0, f"{FORGOTTEN}: not stored, nothing to do\n"), rerun.err
     with KnowledgeBase.open(folder, create=False) as kb:
-        assert verify_index(kb) == []  # the re-run saved the index the forget did not
+        assert verify_index(kb.runtime) == []  # the re-run saved the index the forget did not
     assert problems_after_crash(folder) == []
     assert store_print(folder) == world.forget_print
     assert holding(folder, world.canary) == []
