@@ -11,11 +11,14 @@ Model-side faults (garbage, empty, truncated answers, timeouts, a misbehaving
 OpenAI-compatible server) must leave nothing half-stored.
 
 Example tests for each parser live in tests/test_sources.py; here the inputs are
-generated. Each test bounds its examples and prints how many inputs it ran.
+generated. Each test bounds its examples and prints how many inputs it ran. The
+source tests of sections 1, 3 and 9 (hostile input) run ``$KBASE_FUZZ_EXAMPLES``
+examples each when it is set: the soak mode (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -23,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -45,11 +49,13 @@ from kbase.llm import BACKENDS, BackendEntry
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
 from kbase.llm.fake import ScriptedLLM, world, world_llm
 from kbase.ops.verify import verify_index
-from kbase.sources import SourceDocument, read_source
+from kbase.sources import MAX_ID_CHARS, SourceDocument, read_source
 from kbase.sources.dates import from_struct_time, parse_date
+from kbase.sources.fields import id_problem
 from kbase.store.models import Chunk, Document, Embedding, Fact, LLMRecord
 from tests.crashkit import run_cli
 from tests.helpers import local_server, news, no_proxies
+from tests.test_hostile_sources import chunking_before_issue_19
 
 DATA = Path(__file__).parent / "data" / "sources"
 EXTENSIONS = ("", ".xml", ".rss", ".atom", ".rdf", ".jsonl", ".txt", ".md", ".html")
@@ -65,6 +71,15 @@ BASE = settings(
 def fuzz(examples: int) -> settings:
     """Bounded examples, no deadline (two shared cores), no example database."""
     return settings(parent=BASE, max_examples=examples)
+
+
+#: The soak mode: KBASE_FUZZ_EXAMPLES=N runs N examples in each hostile-source test.
+SOAK_EXAMPLES = int(os.environ.get("KBASE_FUZZ_EXAMPLES") or 0)
+
+
+def hostile(examples: int) -> settings:
+    """Like :func:`fuzz`, with ``$KBASE_FUZZ_EXAMPLES`` examples in the soak mode."""
+    return fuzz(SOAK_EXAMPLES or examples)
 
 
 def ran(name: str, count: int = 1) -> None:
@@ -107,6 +122,9 @@ def check_documents(documents: list[SourceDocument]) -> None:
         )
         for value in (d.doc_id, d.text, d.title or "", d.url or ""):
             assert storable(value), f"not storable as UTF-8: {value[:80]!r}"
+            assert "\x00" not in value, f"NUL, which PostgreSQL refuses: {value[:80]!r}"
+        assert len(d.doc_id) <= MAX_ID_CHARS, len(d.doc_id)
+        assert not any(unicodedata.category(c) == "Cc" for c in d.doc_id), repr(d.doc_id)
 
 
 def outcome(read: Callable[[], list[SourceDocument]]) -> list[SourceDocument] | InputError:
@@ -116,6 +134,7 @@ def outcome(read: Callable[[], list[SourceDocument]]) -> list[SourceDocument] | 
     except InputError as exc:
         message = str(exc)
         assert message and "\n" not in message, repr(message)
+        assert "\x1b" not in message and "\x00" not in message, repr(message)
         return exc
     check_documents(documents)
     return documents
@@ -174,6 +193,13 @@ TOKENS = [
     b' encoding="latin-1"',
     b' encoding="bogus-enc"',
     b' encoding="utf-16"',
+    b' encoding="utf-7"',
+    b' encoding="cp500"',
+    b' encoding="base64"',
+    b"+ADwAIQ-DOCTYPE rss +AFs-+ADwAIQ-ENTITY a +ACI-LOL+ACI-+AD4-+AF0-+AD4-",
+    b"\x00<\x00?\x00x\x00m\x00l",
+    b"\x1b[31m",
+    b"x" * 600,
     b"\r\n",
     b"{",
     b"}",
@@ -218,7 +244,7 @@ ANY_BYTES = st.one_of(
 
 
 # -- 1. every source parser on random and mutated bytes ----------------------------------
-@fuzz(300)
+@hostile(300)
 @given(data=ANY_BYTES, extension=st.sampled_from(EXTENSIONS), skip_bad=st.booleans())
 def test_any_bytes_as_a_file_or_stdin_give_documents_or_an_input_error(
     scratch: Path, tally: None, data: bytes, extension: str, skip_bad: bool
@@ -546,7 +572,7 @@ def hostile_xml(draw: st.DrawFn, url: str, secret: Path) -> tuple[bytes, bool]:
     return text.encode("utf-8"), bool(declarations)
 
 
-@fuzz(120)
+@hostile(120)
 @given(data=st.data(), extension=st.sampled_from(["", ".xml", ".atom", ".rdf", ".html"]))
 def test_entity_declarations_and_external_references_are_never_expanded_or_fetched(
     scratch: Path,
@@ -734,7 +760,7 @@ def test_a_given_id_is_stripped_and_an_empty_one_refused(
     path.write_bytes(ONE_ITEM if extension == ".xml" else b"One story.")
     result = outcome(lambda: read_source(str(path), doc_id=given_id))
     ran("test_a_given_id_is_stripped_and_an_empty_one_refused")
-    if not given_id.strip():
+    if not given_id.strip() or id_problem(given_id.strip()):
         assert isinstance(result, InputError) and "--id" in str(result)
     else:
         assert not isinstance(result, InputError), result
@@ -1529,3 +1555,323 @@ def test_an_openai_server_answering_nonsense_skips_chunks_or_fails_cleanly(
         assert err.startswith("Error: LLM server at ") and err.count("\n") == 1, err
         assert "unexpected" not in err, err
         assert state["docs"] == ["seed"]
+
+
+# -- 9. hostile sources (issue 19): encodings, entity tricks, oversize tokens, ids --------
+#: Encodings a feed or page may really be written in (Python codec names).
+MARKUP_ENCODINGS = [
+    "utf-8", "utf-8-sig", "utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be",
+    "latin-1", "iso-8859-2", "cp1252", "cp500", "shift_jis", "koi8-r",
+]  # fmt: skip
+#: Encodings kbase refuses in markup whatever the bytes: they can hide "<!".
+REFUSED_ENCODINGS = {"utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"}
+#: DOCTYPEs, with and without entity declarations, in the spellings parsers differ on.
+DOCTYPE_TRICKS = [
+    "",
+    "<!DOCTYPE {root}>",
+    '<!DOCTYPE {root} PUBLIC "-//X//DTD X//EN" "http://127.0.0.1:1/x.dtd">',
+    '<!DOCTYPE {root} [<!ENTITY a "LOLLOLLOL">]>',
+    '<!DOCTYPE {root} [\n<!ENTITY a "LOLLOLLOL">\n]>',
+    '<!doctype {root} [\n  <!entity a "LOLLOLLOL">\n]>',
+    '<!DOCTYPE {root} [<!ENTITY % p "LOLLOLLOL"> %p;]>',
+    '<!DOCTYPE {root} [<!-- c --><!ENTITY a SYSTEM "file:///etc/passwd">]>',
+    '<!DOCTYPE {root} [<!ENTITY a "&#76;OLLOLLOL"><!ENTITY b "&a;&a;&a;&a;">]>',
+]
+WORDS_OF_TEXT = ["harbour", "news", "café", "Łódź", "北京", "naïve", "ok", "€uro", "Ünï"]
+
+
+def utf7_spelled(text: str) -> str:
+    """``text`` in UTF-7's base64 form, every character of it (``<!`` is ``+ADwAIQ-``)."""
+    if not text:
+        return ""
+    return "+" + base64.b64encode(text.encode("utf-16-be")).decode().rstrip("=") + "-"
+
+
+@dataclass(frozen=True)
+class Markup:
+    data: bytes
+    body: str  # the words the documents must hold when the input is read as declared
+    visible_entities: bool  # entity declarations show in the text read as declared
+    refused_encoding: bool  # the encoding read by is one kbase refuses
+    as_declared: bool  # written in the encoding it declares (or UTF-8 without a declaration)
+
+
+def read_as_declared(data: bytes, declared: str | None) -> str | None:
+    """``data`` decoded as the reader should decode it (a UTF-8 BOM wins), or None."""
+    try:
+        if data.startswith(b"\xef\xbb\xbf"):
+            return data.decode("utf-8-sig")
+        return data.decode(declared or "utf-8")
+    except (LookupError, UnicodeError):
+        return None
+
+
+def build_markup(
+    kind: str,
+    body: str,
+    actual: str,
+    declared: str | None,
+    trick: str,
+    *,
+    hide: bool,
+    ascii_prolog: bool,
+) -> Markup:
+    """A feed (``rss``, ``feed``) or page (``html``) holding ``body``, written in ``actual``,
+    declaring ``declared``, after ``trick`` (a DOCTYPE or nothing; ``{root}`` is the root)."""
+    trick = trick.format(root=kind)
+    refs = " &a; &b;" if "ENTITY" in trick.upper() else ""
+    if kind == "html":
+        head = f'<meta charset="{declared}">' if declared else ""
+        prolog = ""
+        rest = f"<html><head>{head}<title>T</title></head><body><p>{body}{refs}</p></body></html>"
+    else:
+        prolog = f'<?xml version="1.0" encoding="{declared}"?>\n' if declared else ""
+        if kind == "rss":
+            item = f"<item><guid>g</guid><description>{body}{refs}</description></item>"
+            rest = f'<rss version="2.0"><channel><title>F</title>{item}</channel></rss>'
+        else:
+            entry = f"<entry><id>g</id><title>t</title><content>{body}{refs}</content></entry>"
+            rest = f'<feed xmlns="http://www.w3.org/2005/Atom"><title>F</title>{entry}</feed>'
+    hide = hide and actual == "utf-7"
+    if hide:  # no "<!" byte anywhere: the DOCTYPE spelled in UTF-7's base64
+        data = (prolog + utf7_spelled(trick) + "\n" + rest).encode("utf-7")
+    elif ascii_prolog:  # the declaration readable as ASCII, whatever follows
+        data = prolog.encode("ascii") + f"{trick}\n{rest}".encode(actual, "xmlcharrefreplace")
+    else:
+        data = f"{prolog}{trick}\n{rest}".encode(actual, "xmlcharrefreplace")
+    effective = (declared or "utf-8").lower().replace("_", "-")
+    plain = actual.removesuffix("-sig")
+    text = (read_as_declared(data, declared) or "").lower()
+    return Markup(
+        data=data,
+        body=body,
+        visible_entities="<!entity" in text and "<!doctype" in text,
+        refused_encoding=effective in REFUSED_ENCODINGS or effective == "unicode-escape",
+        as_declared=plain == (declared or "utf-8") and not hide and plain not in REFUSED_ENCODINGS,
+    )
+
+
+@st.composite
+def encoded_markup(draw: st.DrawFn) -> Markup:
+    """A feed or page written in one encoding, declaring the same, another or none,
+    the declaration itself maybe in ASCII over a body in another encoding, and maybe a
+    DOCTYPE (in UTF-7, maybe spelled all in base64 so that no ``<!`` byte shows)."""
+    words = draw(st.lists(st.sampled_from(WORDS_OF_TEXT), min_size=3, max_size=12))
+    # UTF-7 drawn more often: it is the one that hides markup in plain letters.
+    actual = draw(st.sampled_from(["utf-7", "utf-7", *MARKUP_ENCODINGS]))
+    declared = draw(
+        st.one_of(
+            st.none(),
+            st.just(actual.removesuffix("-sig")),
+            st.sampled_from([*MARKUP_ENCODINGS[2:], "bogus-enc", "base64", "unicode_escape"]),
+        )
+    )
+    return build_markup(
+        draw(st.sampled_from(["rss", "feed", "html"])),
+        " ".join(words).capitalize() + ".",
+        actual,
+        declared,
+        draw(st.sampled_from(DOCTYPE_TRICKS)),
+        hide=draw(st.booleans()),
+        ascii_prolog=draw(st.booleans()),
+    )
+
+
+#: Found before the fix (issue 19), run every time: a UTF-7 entity bomb, a codec that
+#: is no character encoding, an EBCDIC body under an ASCII declaration.
+HIDDEN_BOMB = build_markup(
+    "rss", "Harbour news.", "utf-7", "utf-7", DOCTYPE_TRICKS[4], hide=True, ascii_prolog=False
+)
+NOT_AN_ENCODING = build_markup(
+    "rss", "Harbour news.", "utf-8", "base64", "", hide=False, ascii_prolog=False
+)
+EBCDIC_BODY = build_markup(
+    "feed", "Harbour news.", "cp500", "cp500", DOCTYPE_TRICKS[3], hide=False, ascii_prolog=True
+)
+
+
+MARKUP_OUTCOMES: Counter[str] = Counter()
+
+
+@hostile(200)
+@given(markup=encoded_markup(), via=st.sampled_from(["stdin", "file", "typed file"]))
+@example(markup=HIDDEN_BOMB, via="stdin")
+@example(markup=NOT_AN_ENCODING, via="typed file")
+@example(markup=EBCDIC_BODY, via="file")
+def test_markup_in_any_encoding_is_read_as_checked_or_refused_and_never_expands_entities(
+    scratch: Path, tally: None, markup: Markup, via: str
+) -> None:
+    if via == "stdin":
+        result = outcome(lambda: read_source("-", stdin=io.BytesIO(markup.data)))
+    else:
+        extension = "" if via == "file" else (".html" if b"html" in markup.data else ".xml")
+        path = scratch / f"encoded{extension}"
+        path.write_bytes(markup.data)
+        result = outcome(lambda: read_source(str(path)))
+    ran("test_markup_in_any_encoding_is_read_as_checked_or_refused_and_never_expands_entities")
+    MARKUP_OUTCOMES[type(result).__name__] += 1
+    if markup.visible_entities:
+        assert isinstance(result, InputError), "entity declarations are refused"
+    if markup.refused_encoding and markup.data.lstrip().startswith((b"<?xml", b"<html")):
+        assert isinstance(result, InputError), "UTF-7, UTF-16 and UTF-32 are refused"
+    if isinstance(result, InputError):
+        return
+    assert sum(len(d.text) for d in result) <= len(markup.data), "parsing only shrinks"
+    for d in result:
+        assert "LOL" not in d.text + (d.title or ""), "no entity was expanded"
+    if markup.as_declared and "ENTITY" not in markup.data.decode("latin-1").upper():
+        assert any(markup.body in d.text for d in result), (markup.body, result)
+
+
+OVERSIZE_PIECES = st.one_of(
+    st.binary(min_size=1, max_size=3000).map(lambda b: base64.b64encode(b).decode()),
+    st.text(alphabet="北京市今天宣布新的交通规划。", min_size=1, max_size=2000),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
+        min_size=1,
+        max_size=400,
+    ),
+    st.from_regex(r"https://[a-z]{3,20}\.example/[a-z0-9/-]{10,300}", fullmatch=True),
+    st.text(alphabet="0123456789abcdef", min_size=16, max_size=200),
+    st.integers(1, 400).map(lambda n: "\U0001f600" * n),
+)
+TEXT_WITH_OVERSIZE_TOKENS = st.lists(
+    st.tuples(
+        st.one_of(st.sampled_from([*WORDS_OF_TEXT, "The", "CEO", "is", "Bob."]), OVERSIZE_PIECES),
+        st.sampled_from([" ", " ", "\n", "\n\n", ". ", "\t"]),
+    ),
+    min_size=1,
+    max_size=60,
+).map(lambda pairs: "".join(word + gap for word, gap in pairs))
+
+
+@hostile(150)
+@given(text=TEXT_WITH_OVERSIZE_TOKENS, budget=st.integers(32, 2000))
+def test_oversize_tokens_never_make_a_chunk_over_its_budget(
+    tally: None, text: str, budget: int
+) -> None:
+    from kbase.pipeline.chunking import LONG_WORD_BYTES, chunk_text, estimate_tokens
+
+    chunks = chunk_text(text, budget)
+    ran("test_oversize_tokens_never_make_a_chunk_over_its_budget")
+    assert chunks and all(chunk.strip() for chunk in chunks)
+    for chunk in chunks:
+        assert estimate_tokens(chunk) <= budget, (estimate_tokens(chunk), budget)
+        longest = max(len(word.encode()) for word in chunk.split())
+        assert longest <= max(budget, LONG_WORD_BYTES), longest
+    assert "".join("".join(chunks).split()) == "".join(text.split()), "nothing lost or moved"
+
+
+@hostile(100)
+@given(text=st.text(alphabet="abcdefghij klmno.\n", max_size=3000), budget=st.integers(32, 400))
+def test_text_of_ordinary_words_still_chunks_exactly_as_before_issue_19(
+    tally: None, text: str, budget: int
+) -> None:
+    from kbase.pipeline.chunking import LONG_WORD_BYTES, chunk_text
+
+    assume(all(len(word) <= LONG_WORD_BYTES for word in text.split()))
+    ran("test_text_of_ordinary_words_still_chunks_exactly_as_before_issue_19")
+    assert chunk_text(text, budget) == chunking_before_issue_19(text, budget)
+
+
+HOSTILE_IDS = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda a, b: f"{a}\x1b[{b}m", st.text(max_size=8), st.integers(0, 99)),
+    st.sampled_from(["\x00", "a\x00b", "\u202eevil", "c1\x9b2J", "tab\tid", " spaced ", "\x7f"]),
+    st.integers(505, 530).map(lambda n: "i" * n),
+    st.text(alphabet="é漢\U0001f600", min_size=500, max_size=520),
+)
+
+
+def id_refusal_expected(doc_id: str) -> bool:
+    stripped = doc_id.strip()
+    return not stripped or id_problem(stripped) is not None
+
+
+@hostile(200)
+@given(
+    doc_id=HOSTILE_IDS,
+    text=st.text(alphabet="ab \x00\x1b.", min_size=1, max_size=20),
+    title=st.one_of(st.none(), st.text(alphabet="t \x00\x07\x1b[", max_size=10)),
+    route=st.sampled_from(["jsonl", "--id", "feed"]),
+)
+def test_hostile_ids_are_refused_at_the_boundary_or_kept_exactly(
+    scratch: Path, tally: None, doc_id: str, text: str, title: str | None, route: str
+) -> None:
+    if route == "jsonl":
+        record = {"id": doc_id, "text": text, **({"title": title} if title is not None else {})}
+        path = scratch / "ids.jsonl"
+        path.write_text(json.dumps(record) + "\n")
+        result = outcome(lambda: read_source(str(path)))
+    elif route == "--id":
+        path = scratch / "one.txt"
+        path.write_text("One story.")
+        result = outcome(lambda: read_source(str(path), doc_id=doc_id))
+    else:
+        path = scratch / "ids.xml"
+        guid = _xml(doc_id).encode("utf-8", "surrogatepass")
+        path.write_bytes(ONE_ITEM.replace(b"<guid>g</guid>", b"<guid>" + guid + b"</guid>"))
+        result = outcome(lambda: read_source(str(path)))
+    ran("test_hostile_ids_are_refused_at_the_boundary_or_kept_exactly")
+    if isinstance(result, InputError):
+        message = str(result)
+        assert not any(unicodedata.category(c) == "Cc" for c in message), repr(message)
+    if route == "feed":
+        return  # the XML parser has its own say about control characters
+    if route == "jsonl" and (not text.replace("\x00", "").strip()):
+        assert isinstance(result, InputError)
+        return
+    if id_refusal_expected(doc_id):
+        assert isinstance(result, InputError), repr(doc_id)
+        return
+    assert not isinstance(result, InputError), result
+    (document,) = result
+    assert document.doc_id == doc_id.strip()
+    if route == "jsonl":
+        assert document.text == text.replace("\x00", "")
+        assert not any(c in (document.title or "") for c in "\x00\x07\x1b")
+
+
+BATCH_FILES = st.lists(
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["X.", "Y."])),
+    min_size=1,
+    max_size=4,
+).filter(lambda files: any(files))
+
+
+@hostile(100)
+@given(files=BATCH_FILES, as_folder=st.booleans())
+def test_one_id_with_two_texts_in_one_batch_is_an_error_and_repeats_are_read_once(
+    tally: None, files: list[dict[str, str]], as_folder: bool
+) -> None:
+    from kbase.sources import read_sources
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for number, records in enumerate(files):
+            path = Path(folder) / f"part-{number}.jsonl"
+            lines = [json.dumps({"id": i, "text": t}) for i, t in records.items()]
+            path.write_text("\n".join(lines) + "\n" if lines else "\n")
+            paths.append(str(path))
+        if as_folder:
+            result = outcome(lambda: read_source(folder))
+        else:
+            given = [path for path, records in zip(paths, files, strict=True) if records]
+            result = outcome(lambda: read_sources(given))
+    ran("test_one_id_with_two_texts_in_one_batch_is_an_error_and_repeats_are_read_once")
+    texts: dict[str, set[str]] = {}
+    order: list[str] = []
+    for records in files:
+        for doc_id, text in records.items():
+            if doc_id not in texts:
+                order.append(doc_id)
+            texts.setdefault(doc_id, set()).add(text)
+    if as_folder and not all(files):
+        # An empty JSONL file is a bad file, and one bad file fails the folder.
+        assert isinstance(result, InputError)
+        return
+    if any(len(found) > 1 for found in texts.values()):
+        assert isinstance(result, InputError) and "given twice with different texts" in str(result)
+    else:
+        assert not isinstance(result, InputError), result
+        assert [d.doc_id for d in result] == order

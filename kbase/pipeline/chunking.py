@@ -35,9 +35,12 @@ def estimate_tokens(text: str) -> int:
 
 
 def _cut_word(word: str, budget: int) -> list[str]:
-    """``word`` in pieces of at most ``budget`` UTF-8 bytes (one character at least)."""
-    if len(word.encode("utf-8")) <= budget:
+    """A long ``word`` over ``budget`` in pieces of at most ``budget`` UTF-8 bytes (one
+    character at least); any other word whole."""
+    if len(word.encode("utf-8")) <= max(budget, LONG_WORD_BYTES):
         return [word]
+    if word.isascii():  # one byte a character: plain slices
+        return [word[i : i + max(1, budget)] for i in range(0, len(word), max(1, budget))]
     pieces: list[str] = []
     start, size = 0, 0
     for index, char in enumerate(word):

@@ -1,6 +1,7 @@
 """Turning what the user gives (files, folders, URLs, standard input) into documents.
 
-The one entry point is :func:`read_source`. Every problem with the input is an
+The entry points are :func:`read_source` (one source) and :func:`read_sources` (the
+sources of one command, checked as one batch). Every problem with the input is an
 :class:`~kbase.errors.InputError` (or :class:`~kbase.errors.FetchError` for URLs) with a
 one-line message; nothing is returned unless the whole source is valid.
 """
