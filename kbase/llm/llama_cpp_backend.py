@@ -85,8 +85,9 @@ def _state_cache(llama_cpp: Any, capacity_bytes: int) -> Any:
 
 
 def _lean_llama(llama_cpp: Any) -> Any:
-    """``Llama`` whose saved states leave out the logits array (n_batch x vocabulary,
-    about 300 MB for this model, copied on every save). A loaded state is evaluated
+    """``Llama`` whose saved states leave out the logits array (up to n_batch rows of
+    the vocabulary's 151,936 floats, about 300 MB, copied on every save; without
+    ``logits_all`` llama-cpp-python never even writes it). A loaded state is evaluated
     again before its logits are read (``load_state`` sets ``_requires_eval``), so the
     copy bought nothing and cost about a fifth of each warm call."""
 
@@ -105,13 +106,14 @@ def _lean_llama(llama_cpp: Any) -> Any:
 
 @contextmanager
 def _no_logits(llm: Any) -> Iterator[None]:
-    """Show ``llm``'s state methods an empty logits array."""
-    scores = llm._scores
-    llm._scores = scores[:0]
+    """Show ``llm``'s state methods an empty logits array (``scores``; the states
+    copy its first ``n_tokens`` rows)."""
+    scores = llm.scores
+    llm.scores = scores[:0]
     try:
         yield
     finally:
-        llm._scores = scores
+        llm.scores = scores
 
 
 class LlamaCppBackend(LLMBackend):
