@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -23,7 +27,7 @@ from kbase.llm import BACKENDS
 
 if TYPE_CHECKING:
     from kbase.kb import KnowledgeBase
-    from kbase.reports import CurationReport
+    from kbase.reports import CurationReport, PollProgress, PollReport
 
 
 def _emit_json(data: Any) -> None:
@@ -266,20 +270,19 @@ def ingest(
 ) -> None:
     """Add documents: feeds (RSS, Atom, RDF), JSONL, text, Markdown or HTML files,
     folders, http(s) URLs, or - for stdin."""
-    from kbase.sources import read_source
+    from kbase.sources import read_sources
     from kbase.sources.base import DEFAULT_MAX_BYTES
 
     if doc_id is not None and len(sources) != 1:
         raise click.ClickException("--id needs exactly one source")
-    documents = []
-    for spec in sources:  # read and check every source before storing anything
-        documents += read_source(
-            spec,
-            doc_id=doc_id,
-            max_bytes=max_bytes or DEFAULT_MAX_BYTES,
-            timeout=timeout,
-            skip_bad=skip_bad,
-        )
+    # Every source is read and checked, as one batch, before anything is stored.
+    documents = read_sources(
+        sources,
+        doc_id=doc_id,
+        max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+        timeout=timeout,
+        skip_bad=skip_bad,
+    )
     progress = _Progress(len(documents), enabled=not (quiet or as_json))
     with opts.open(create=True) as kb:
         try:
@@ -425,16 +428,292 @@ def stats(opts: Options, per_document: bool, as_json: bool) -> None:
     is_flag=True,
     help="Report ids that are not stored instead of failing (re-running an interrupted forget).",
 )
+@click.option(
+    "--allow-again",
+    is_flag=True,
+    help="Keep no record of the ids, so a feed that still lists them brings them back at the "
+    "next poll (with --missing-ok, also for ids forgotten before).",
+)
 @json_option
 @pass_options
-def forget(opts: Options, doc_ids: tuple[str, ...], missing_ok: bool, as_json: bool) -> None:
-    """Forget documents exactly, as if they had never been ingested."""
+def forget(
+    opts: Options, doc_ids: tuple[str, ...], missing_ok: bool, allow_again: bool, as_json: bool
+) -> None:
+    """Forget documents exactly, as if they had never been ingested.
+
+    A keyed hash of each id (not the id, nor any text) is kept so that `kb poll`
+    does not bring a document back while its feed still lists it; `kb ingest` of
+    the document stores it again all the same."""
     with opts.open() as kb:
-        report = kb.forget(doc_ids, missing_ok=missing_ok)
+        report = kb.forget(doc_ids, missing_ok=missing_ok, allow_again=allow_again)
     if as_json:
         _emit_json(report.to_dict())
     else:
         _echo(render.forget_lines(report))
+
+
+# -- feeds --------------------------------------------------------------------------------
+max_bytes_option = click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    default=None,
+    help="Largest feed accepted, in bytes (default 20 MiB).",
+)
+fetch_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=20.0,
+    show_default=True,
+    help="Seconds to wait for each feed.",
+)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _parse_duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    text = value.strip().lower()
+    parts = list(_DURATION.finditer(text))
+    if not parts or "".join(p.group(0) for p in parts) != text:
+        raise click.BadParameter(f"{value!r} is not a duration: use e.g. 90s, 15m, 2h or 1h30m")
+    seconds = sum(float(p.group(1)) * _UNITS[p.group(2)] for p in parts)
+    if seconds < 1:
+        raise click.BadParameter(f"{value!r} is under a second: poll at most once a second")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+@cli.group()
+def feeds() -> None:
+    """Subscriptions: the feeds `kb poll` and `kb watch` fetch."""
+
+
+@feeds.command("add")
+@click.argument("urls", nargs=-1)
+@click.option(
+    "--opml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also subscribe to every feed of this OPML file (a feed reader's export).",
+)
+@json_option
+@pass_options
+def feeds_add(opts: Options, urls: tuple[str, ...], opml: Path | None, as_json: bool) -> None:
+    """Subscribe to feeds (http(s) URLs of RSS, Atom or RDF feeds)."""
+    if not urls and opml is None:
+        raise click.UsageError("give the URLs of feeds, or --opml FILE")
+    with opts.open(create=True) as kb:
+        change = kb.subscribe(urls, opml=opml)
+    if as_json:
+        _emit_json(change.to_dict())
+    else:
+        _echo(render.feeds_change_lines(change))
+
+
+@feeds.command("list")
+@json_option
+@pass_options
+def feeds_list(opts: Options, as_json: bool) -> None:
+    """List subscriptions with their last fetch, last new item and errors."""
+    with opts.open() as kb:
+        rows = kb.feeds()
+    if as_json:
+        _emit_json([r.to_dict() for r in rows])
+    else:
+        _echo(render.feed_list_lines(rows))
+
+
+@feeds.command("rm")
+@click.argument("urls", nargs=-1, required=True)
+@json_option
+@pass_options
+def feeds_rm(opts: Options, urls: tuple[str, ...], as_json: bool) -> None:
+    """Unsubscribe from feeds; the documents they gave stay."""
+    with opts.open() as kb:
+        change = kb.unsubscribe(urls)
+    if as_json:
+        _emit_json(change.to_dict())
+    else:
+        _echo(render.feeds_change_lines(change))
+
+
+@feeds.command("export")
+@click.option(
+    "--opml",
+    "as_opml",
+    is_flag=True,
+    default=True,
+    help="As OPML, which feed readers import (the only format; the default).",
+)
+@pass_options
+def feeds_export(opts: Options, as_opml: bool) -> None:
+    """Print the subscriptions as OPML (addresses without user names or passwords)."""
+    with opts.open() as kb:
+        click.echo(kb.export_feeds(), nl=False)
+
+
+class _PollBar:
+    """On a terminal, a progress bar on stderr for each phase of a poll (fetching
+    the feeds, ingesting their items): counts, an estimate, and the time so far."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        self.phase = ""
+        self.started = time.monotonic()
+
+    def __call__(self, state: PollProgress) -> None:
+        if not self.enabled:
+            return
+        if state.phase != self.phase:
+            self.close()
+            self.phase = state.phase
+            if state.phase == "fetch":
+                self.started = time.monotonic()
+            if state.total == 0:
+                return
+            label = "Fetching feeds" if state.phase == "fetch" else "Ingesting items"
+            self.bar = click.progressbar(
+                length=state.total,
+                label=label,
+                file=sys.stderr,
+                show_eta=True,
+                show_pos=True,
+                item_show_func=self._item,
+            )
+            self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.update(max(state.done - self.bar.pos, 0), state)
+
+    def _item(self, state: PollProgress | None) -> str | None:
+        if state is None:
+            return None
+        elapsed = int(time.monotonic() - self.started)
+        stored = f"{state.stored} stored · " if state.phase == "ingest" else ""
+        return f"{stored}{elapsed // 60}:{elapsed % 60:02d} elapsed"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _print_poll(report: PollReport, *, quiet: bool, as_json: bool) -> None:
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    out, errors = render.poll_lines(report)
+    if quiet:
+        errors = [line for line in errors if not line.startswith("  warning:")]
+    else:
+        _echo(out)
+    _echo(errors, err=True)
+
+
+@cli.command()
+@fetch_timeout_option
+@max_bytes_option
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless a feed failed.")
+@json_option
+@pass_options
+def poll(opts: Options, timeout: float, max_bytes: int | None, quiet: bool, as_json: bool) -> None:
+    """Fetch every subscribed feed once and ingest what is new or updated.
+
+    Each feed is fetched with a conditional request (an unchanged feed costs no
+    parse and no model call); an edited item becomes a new version, a forgotten one
+    stays out. One summary line per feed; the exit status is non-zero only when
+    every feed failed. For cron: `kb poll -q`."""
+    from kbase.sources.base import DEFAULT_MAX_BYTES
+
+    bar = _PollBar(enabled=not (quiet or as_json))
+    with opts.open() as kb:
+        try:
+            report = kb.poll(
+                timeout=timeout, max_bytes=max_bytes or DEFAULT_MAX_BYTES, progress=bar
+            )
+        finally:
+            bar.close()
+    _print_poll(report, quiet=quiet, as_json=as_json)
+    if report.all_failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--every",
+    default="15m",
+    show_default=True,
+    callback=_parse_duration,
+    metavar="DURATION",
+    help="How often to poll each feed (90s, 15m, 2h); longer after failures.",
+)
+@fetch_timeout_option
+@max_bytes_option
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless a feed failed.")
+@json_option
+@pass_options
+def watch(
+    opts: Options,
+    every: float,
+    timeout: float,
+    max_bytes: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Poll the feeds in a loop until interrupted (Ctrl-C, SIGTERM).
+
+    A stop takes effect between documents, so every stored document is complete; a
+    failing feed waits twice as long after each failure (at most a day), and a
+    server's Retry-After is honoured. A second Ctrl-C stops at once (the document
+    being stored is then not stored at all)."""
+    from kbase.sources.base import DEFAULT_MAX_BYTES
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if not quiet:
+            click.echo("Stopping after the current document...", err=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    bar = _PollBar(enabled=not (quiet or as_json))
+
+    def on_poll(report: PollReport) -> None:
+        bar.close()
+        bar.phase = ""
+        _print_poll(report, quiet=quiet, as_json=as_json)
+
+    try:
+        with opts.open() as kb:
+            if not (quiet or as_json):
+                count = len(kb.feeds())
+                click.echo(
+                    f"Watching {count} feeds, each every {_duration(every)}; stop with Ctrl-C.",
+                    err=True,
+                )
+            try:
+                kb.watch(
+                    stop=stop,
+                    every=every,
+                    on_poll=on_poll,
+                    timeout=timeout,
+                    max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+                    progress=bar,
+                )
+            finally:
+                bar.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not (quiet or as_json):
+        click.echo("Stopped; every stored document is complete.", err=True)
 
 
 def _print_curation(report: CurationReport, as_json: bool) -> None:
@@ -527,6 +806,68 @@ def verify(opts: Options, deep: bool, as_json: bool) -> None:
         _echo(render.verify_lines(report))
     if not report.ok:
         sys.exit(1)
+
+
+# -- the server: HTTP API, MCP tools, web page (docs/server.md) ----------------------------
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; any but loopback needs --token.",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8321, show_default=True, help="Port."
+)
+@click.option(
+    "--token",
+    envvar="KBASE_TOKEN",
+    default=None,
+    metavar="SECRET",
+    help="Require Authorization: Bearer SECRET on every request (default: $KBASE_TOKEN).",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    default=None,
+    help="Largest request body accepted (default 20 MiB).",
+)
+@pass_options
+def serve(opts: Options, host: str, port: int, token: str | None, max_bytes: int | None) -> None:
+    """Serve the knowledge base over HTTP with the models loaded once: a JSON API
+    (schema at /openapi.json), the MCP tools at /mcp and a web page at /."""
+    from kbase.server.run import check_binding, serve_http
+    from kbase.server.service import Service
+    from kbase.sources.base import DEFAULT_MAX_BYTES
+
+    check_binding(host, token)  # before any model loads
+    service = Service.open(opts.kb, database_url=opts.db, overrides=opts.overrides)
+    click.echo(f"Loading the models, then serving {service.writer.folder} ...", err=True)
+    try:
+        serve_http(
+            service,
+            host=host,
+            port=port,
+            token=token,
+            max_body_bytes=max_bytes or DEFAULT_MAX_BYTES,
+        )
+    finally:
+        service.close()
+
+
+@cli.command()
+@pass_options
+def mcp(opts: Options) -> None:
+    """Serve the MCP tools (ask, search, ingest, forget, history, feeds) over stdin
+    and stdout, for an agent that starts `kb mcp` itself."""
+    from kbase.server.run import serve_stdio
+    from kbase.server.service import Service
+
+    service = Service.open(opts.kb, database_url=opts.db, overrides=opts.overrides)
+    try:
+        serve_stdio(service)
+    finally:
+        service.close()
 
 
 def _one_line(text: str) -> str:

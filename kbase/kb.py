@@ -7,6 +7,7 @@ into :mod:`kbase.ops` and returns a typed result from :mod:`kbase.reports`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ from kbase.fewshot.curation import read_examples
 from kbase.fewshot.example import Example
 from kbase.llm.base import LLMBackend
 from kbase.ops import browse, curation, forget, questions, verify
+from kbase.ops import feeds as feed_ops
 from kbase.ops.ingest import ProgressFn, ingest
 from kbase.pipeline.strategies import strategy_named
 from kbase.reports import (
@@ -29,13 +31,19 @@ from kbase.reports import (
     FactHit,
     FactRow,
     FactVersion,
+    FeedRow,
+    FeedsChange,
     ForgetReport,
     IngestReport,
+    PollProgress,
+    PollReport,
     Stats,
     VerifyReport,
 )
 from kbase.runtime import Runtime
-from kbase.sources.base import SourceDocument
+from kbase.sources.base import DEFAULT_MAX_BYTES, SourceDocument
+from kbase.sources.fields import check_batch, storable
+from kbase.sources.opml import Subscription, read_opml
 
 
 class KnowledgeBase:
@@ -110,13 +118,87 @@ class KnowledgeBase:
         inserted at its date, replaying the later documents it could change. A
         document stored with the same content is skipped; with other content it is
         a new version: the old one is forgotten exactly, the new one placed."""
-        return ingest(self.runtime, sources, progress=progress)
+        # The boundary rules of every source (ids, NUL, one text per id), for
+        # documents built in code too.
+        checked = check_batch([storable(s.source, s) for s in sources])
+        return ingest(self.runtime, checked, progress=progress)
 
-    def forget(self, doc_ids: Sequence[str], *, missing_ok: bool = False) -> ForgetReport:
+    def forget(
+        self, doc_ids: Sequence[str], *, missing_ok: bool = False, allow_again: bool = False
+    ) -> ForgetReport:
         """Forget documents exactly: the store becomes what it would be had they
         never been ingested (see docs/design.md). An unknown id is an error, or with
-        ``missing_ok`` is reported in ``missing`` (re-running an interrupted forget)."""
-        return forget.forget(self.runtime, list(doc_ids), missing_ok=missing_ok)
+        ``missing_ok`` is reported in ``missing`` (re-running an interrupted forget).
+
+        A keyed hash of each id is kept so that polling a feed that still lists the
+        document does not bring it back; ``allow_again`` keeps none (and drops an
+        earlier one: with ``missing_ok``, ids forgotten before may come back)."""
+        return forget.forget(
+            self.runtime, list(doc_ids), missing_ok=missing_ok, allow_again=allow_again
+        )
+
+    # -- feeds ------------------------------------------------------------------------
+    def subscribe(self, urls: Sequence[str] = (), *, opml: str | Path | None = None) -> FeedsChange:
+        """Subscribe to feeds: http(s) URLs, and every feed an OPML file lists."""
+        subscriptions = [Subscription(url.strip()) for url in urls]
+        if opml is not None:
+            subscriptions += read_opml(str(opml))
+        return feed_ops.add(self.runtime, subscriptions)
+
+    def unsubscribe(self, urls: Sequence[str]) -> FeedsChange:
+        """Unsubscribe from feeds; the documents they gave stay."""
+        return feed_ops.remove(self.runtime, urls)
+
+    def feeds(self) -> list[FeedRow]:
+        """Every subscription: its last fetch, its last new item, its errors."""
+        return feed_ops.listing(self.runtime)
+
+    def export_feeds(self) -> str:
+        """The subscriptions as an OPML document (addresses without credentials)."""
+        return feed_ops.export(self.runtime)
+
+    def poll(
+        self,
+        *,
+        timeout: float = 20.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[PollProgress], None] | None = None,
+    ) -> PollReport:
+        """Fetch every subscribed feed once (a conditional request: an unchanged feed
+        costs no parse and no model call) and ingest what is new or updated, each
+        document as :meth:`ingest` does, leaving out forgotten ones. One feed's
+        failure is recorded on it and the others go on."""
+        return feed_ops.poll(
+            self.runtime,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            should_stop=should_stop,
+            progress=progress,
+        )
+
+    def watch(
+        self,
+        *,
+        stop: threading.Event,
+        on_poll: Callable[[PollReport], None],
+        every: float = feed_ops.DEFAULT_EVERY,
+        timeout: float = 20.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        progress: Callable[[PollProgress], None] | None = None,
+    ) -> int:
+        """Poll each feed every ``every`` seconds (longer after failures, never
+        before a server's Retry-After) until ``stop`` is set; a stop is seen between
+        documents, so none is half-stored. Returns how many polls ran."""
+        return feed_ops.watch(
+            self.runtime,
+            every=every,
+            stop=stop,
+            on_poll=on_poll,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            progress=progress,
+        )
 
     # -- questions --------------------------------------------------------------------
     def search(

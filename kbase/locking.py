@@ -96,3 +96,41 @@ def writer_lock(folder: Path, engine: Engine, timeout: float | None = None) -> I
                 yield
         else:
             yield
+
+
+@contextmanager
+def try_named_lock(folder: Path, engine: Engine, name: str) -> Iterator[bool]:
+    """Take the lock called ``name`` if no one holds it; yields whether it was taken.
+
+    Like the writer lock, a file lock (``<folder>/locks/``) and, on PostgreSQL, an
+    advisory lock, so two hosts sharing one database do not hold it at once; the
+    operating system and the server release both if the holder dies.
+    """
+    digest = sha256_hex(name)
+    locks = folder / "locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{digest[:32]}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            if engine.dialect.name != "postgresql":
+                yield True
+                return
+            with engine.connect() as connection:
+                schema = connection.execute(text("SELECT current_schema()")).scalar() or "public"
+                key = int(sha256_hex(f"kbase-lock:{schema}:{name}")[:15], 16)
+                taken = bool(
+                    connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                )
+                connection.commit()
+                try:
+                    yield taken
+                finally:
+                    if taken:
+                        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        connection.commit()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

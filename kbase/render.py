@@ -18,8 +18,12 @@ from kbase.reports import (
     FactHit,
     FactRow,
     FactVersion,
+    FeedPoll,
+    FeedRow,
+    FeedsChange,
     ForgetReport,
     IngestReport,
+    PollReport,
     Stats,
     VerifyReport,
 )
@@ -197,6 +201,8 @@ def forget_lines(report: ForgetReport) -> list[str]:
             f"{report.facts_restored} restored, few-shot selection "
             f"{'changed' if report.fewshot_changed else 'unchanged'}, {report.seconds:.2f} s."
         )
+        if not report.blocked:
+            out.append("Polls may bring them back (--allow-again): no record of them is kept.")
     return out
 
 
@@ -234,3 +240,90 @@ def verify_lines(report: VerifyReport) -> list[str]:
         "OK: the store is consistent." if report.ok else f"{len(report.problems)} problems found."
     )
     return out
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def feeds_change_lines(change: FeedsChange) -> list[str]:
+    """What ``feeds add`` or ``feeds rm`` changed."""
+    out = [f"  subscribed: {url}" for url in change.added]
+    out += [f"  already subscribed: {url}" for url in change.already]
+    out += [f"  unsubscribed: {url}" for url in change.removed]
+    if change.removed:
+        out.append(
+            f"Unsubscribed from {_plural(len(change.removed), 'feed')}; "
+            "the documents they gave stay (forget them with `kb forget`)."
+        )
+    else:
+        out.append(
+            f"Subscribed to {_plural(len(change.added), 'feed')} "
+            f"({len(change.already)} already subscribed); fetch them with `kb poll`."
+        )
+    return out
+
+
+def feed_list_lines(rows: Sequence[FeedRow]) -> list[str]:
+    """Each subscription: its address and title, its last fetch, its last new item,
+    its errors."""
+    if not rows:
+        return ["No feeds: subscribe with `kb feeds add URL` or `kb feeds add --opml FILE`."]
+    out = []
+    for r in rows:
+        out.append(r.url + (f"  ({r.title})" if r.title else ""))
+        fetched = "never fetched"
+        if r.last_fetch_at:
+            fetched = f"last fetch {r.last_fetch_at} ({r.last_status})"
+        newest = (
+            f"last new item {r.last_new_at}: {r.last_new_id}" if r.last_new_id else "no items yet"
+        )
+        out.append(f"    {fetched} · {newest} · {_plural(r.documents, 'document')}")
+        if r.error:
+            failures = f" ({_plural(r.failures, 'failure')} in a row)" if r.failures else ""
+            out.append(f"    error{failures}: {r.error}")
+        if r.retry_at:
+            out.append(f"    the server asked to wait until {r.retry_at}")
+    return out
+
+
+def _feed_poll_line(f: FeedPoll) -> str:
+    if f.status == "not modified":
+        return f"  {f.url}: not modified"
+    if f.status == "waiting":
+        return f"  {f.url}: waiting until {f.retry_at} (the server asked, Retry-After)"
+    if f.status == "busy":
+        return f"  {f.url}: skipped, another process is polling it"
+    if f.status == "failed":
+        retry = f" (the server asked to wait until {f.retry_at})" if f.retry_at else ""
+        return f"  {f.url}: failed: {f.error}{retry}"
+    parts = [f"{f.new} new", f"{f.updated} updated", f"{f.unchanged} unchanged"]
+    if f.forgotten:
+        parts.append(f"{f.forgotten} forgotten left out")
+    if f.duplicates:
+        parts.append(f"{f.duplicates} listed by another feed")
+    stopped = " (stopped before the rest)" if f.status == "interrupted" else ""
+    replayed = f", {f.documents_replayed} replayed" if f.documents_replayed else ""
+    return (
+        f"  {f.url}: {', '.join(parts)}{stopped}; {f.llm_calls} LLM calls "
+        f"({f.model_calls} to the model){replayed}, {f.seconds:.1f} s"
+    )
+
+
+def poll_lines(report: PollReport) -> tuple[list[str], list[str]]:
+    """The lines of a poll, one per feed and a total: (for stdout, for stderr: the
+    failures and warnings)."""
+    if not report.feeds and not report.interrupted:
+        return ["No feeds: subscribe with `kb feeds add URL`."], []
+    out: list[str] = []
+    errors: list[str] = []
+    for f in report.feeds:
+        (errors if f.status == "failed" else out).append(_feed_poll_line(f))
+        errors += [f"  warning: {f.url}: {w}" for w in f.warnings]
+    failed = len(report.failed)
+    stopped = "; stopped on request" if report.interrupted else ""
+    out.append(
+        f"Polled {_plural(len(report.feeds), 'feed')} in {report.seconds:.1f} s: "
+        f"{report.new} new, {report.updated} updated, {failed} failed{stopped}."
+    )
+    return out, errors

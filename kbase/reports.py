@@ -124,6 +124,10 @@ class IngestReport:
     #: Later documents replayed to place late or updated ones (answers from the
     #: record where the request is unchanged).
     documents_replayed: int = 0
+    #: Ids left out because they were forgotten (polling a feed only).
+    forgotten: list[str] = field(default_factory=list)
+    #: Stopped on request before every document was stored (``kb watch``).
+    stopped: bool = False
     llm_calls: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0
@@ -149,6 +153,8 @@ class ForgetReport:
     facts_removed: int = 0
     facts_restored: int = 0
     fewshot_changed: bool = False
+    #: Whether polling skips these ids from now on (not with ``allow_again``).
+    blocked: bool = True
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -359,3 +365,122 @@ class ExampleRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """A subscribed feed: how its last fetch went and what came of it."""
+
+    url: str
+    title: str | None
+    added_at: str | None
+    last_fetch_at: str | None
+    #: ``new`` (a body was read), ``not modified`` (304), ``failed``, ``interrupted``.
+    last_status: str | None
+    last_ok_at: str | None
+    error: str | None
+    #: Fetches that failed in a row (0 after a success).
+    failures: int
+    #: When the server allows the next fetch (HTTP 429/503 Retry-After).
+    retry_at: str | None
+    #: Stored documents from this feed, and the one received last.
+    documents: int = 0
+    last_new_at: str | None = None
+    last_new_id: str | None = None
+    last_new_title: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FeedsChange:
+    """What ``feeds add`` or ``feeds rm`` changed."""
+
+    added: list[str] = field(default_factory=list)
+    #: Given to ``add`` but subscribed already.
+    already: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FeedPoll:
+    """One feed's part of a poll."""
+
+    url: str
+    #: ``stored`` (a body was read and ingested), ``not modified`` (HTTP 304),
+    #: ``failed``, ``waiting`` (Retry-After not over), ``busy`` (another process is
+    #: polling it), ``interrupted`` (stopped before its items were all ingested).
+    status: str
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    #: Items skipped because their documents were forgotten.
+    forgotten: int = 0
+    #: Items another feed of the same poll listed first (same id).
+    duplicates: int = 0
+    error: str | None = None
+    #: The feed's new address, after a permanent redirect.
+    moved_to: str | None = None
+    retry_at: str | None = None
+    llm_calls: int = 0
+    model_calls: int = 0
+    documents_replayed: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PollReport:
+    """What polling every feed once did."""
+
+    feeds: list[FeedPoll] = field(default_factory=list)
+    #: Stopped (SIGINT, SIGTERM) before every feed was done.
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def new(self) -> int:
+        return sum(f.new for f in self.feeds)
+
+    @property
+    def updated(self) -> int:
+        return sum(f.updated for f in self.feeds)
+
+    @property
+    def failed(self) -> list[FeedPoll]:
+        return [f for f in self.feeds if f.status == "failed"]
+
+    @property
+    def all_failed(self) -> bool:
+        """Whether every feed failed (and there was one): the exit status of ``kb poll``."""
+        return bool(self.feeds) and len(self.failed) == len(self.feeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feeds": [f.to_dict() for f in self.feeds],
+            "new": self.new,
+            "updated": self.updated,
+            "failed": len(self.failed),
+            "all_failed": self.all_failed,
+            "interrupted": self.interrupted,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class PollProgress:
+    """How far a poll is: ``phase`` ``fetch`` (feeds fetched of ``total``) or
+    ``ingest`` (items ingested of ``total``), and the items stored so far."""
+
+    phase: str
+    done: int
+    total: int
+    stored: int
+    feed: str

@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/install-browser.sh  # chromium for the web page's test (skipped without it)
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

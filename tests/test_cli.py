@@ -225,3 +225,20 @@ def test_llm_timeout_bounds_the_wait_on_a_hung_server(
         assert code == 1 and "did not answer" in err and len(err.strip().splitlines()) == 1
         assert time.monotonic() - started < 10
     assert json.loads(kb(kb_dir, "docs", "list", "--json").output) == []
+
+
+def test_one_id_with_two_texts_across_the_sources_of_one_ingest_stores_nothing(
+    kb_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps({"id": "x", "text": "The CEO of Acme is Bob."}) + "\n")
+    second.write_text(json.dumps({"id": "x", "text": "The CEO of Acme is Carol."}) + "\n")
+    code, err = run_main(
+        monkeypatch, capsys, "--kb", str(kb_dir), "ingest", str(first), str(second)
+    )
+    assert code == 1 and "id 'x' is given twice with different texts" in err
+    assert err.count("\n") == 1
+    assert json.loads(kb(kb_dir, "docs", "list", "--json").output) == []

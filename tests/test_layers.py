@@ -18,11 +18,12 @@ LAYERS = [
     ["kbase.llm", "kbase.embed", "kbase.index", "kbase.sources", "kbase.locking"],
     ["kbase.prompts", "kbase.store", "kbase.fewshot", "kbase.records", "kbase.vectors"],
     ["kbase.fingerprint"],
-    # the runtime, the pipeline, the operations, the facade, the CLI
+    # the runtime, the pipeline, the operations, the facade, the server, the CLI
     ["kbase.runtime"],
     ["kbase.pipeline"],
     ["kbase.ops"],
     ["kbase.kb", "kbase"],
+    ["kbase.server"],
     ["cli"],
 ]
 

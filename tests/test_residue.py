@@ -5,18 +5,29 @@ A document carries a random canary inside a fact that a later document rewrites,
 so the canary also reaches that document's prompts and recorded answers, and a
 question's recorded answer cites it. Each test first checks that the canary is
 really stored, so that finding nothing afterwards means something.
+
+What a forget does leave (docs/design.md, "Exact forgetting"): one row of
+``forgotten_ids``, the HMAC-SHA256 of the id under the knowledge base's random key
+(``meta``, ``forget_key``), so that polling does not bring the document back; none
+with ``--allow-again``. The tests check that this row is all there is, and that it
+is neither the id, nor any text, nor a plain hash of either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from kbase.hashing import content_hash, sha256_hex
 from kbase.kb import KnowledgeBase
 from kbase.store.db import checkpoint_sqlite
+from kbase.store.feeds import KEY_NAME, id_hash
+from kbase.store.models import ForgottenId, Meta
 from tests.conftest import OpenKB
 from tests.helpers import news, rows_holding
 
@@ -38,6 +49,15 @@ def canary_scenario(
     assert kb.ask("Who is the CEO of Acme?").answer == "The CEO of Acme is Alice."
     assert canary in kb.ask("Who was the CEO of Acme?", as_of=date(2024, 1, 1)).answer
     return kb, canary
+
+
+def left_behind(kb: KnowledgeBase) -> list[str]:
+    """The keyed hashes of forgotten ids the store keeps."""
+    return sorted(kb.runtime.read(lambda s: s.scalars(select(ForgottenId.id_hash)).all()))
+
+
+def forget_key(kb: KnowledgeBase) -> bytes:
+    return bytes.fromhex(kb.runtime.read(lambda s: s.get(Meta, KEY_NAME).value))
 
 
 def needles(canary: str) -> dict[str, bytes]:
@@ -72,6 +92,7 @@ def test_a_forgotten_document_leaves_no_byte_in_any_file_of_a_sqlite_store(
     assert report.documents_replayed >= 1  # the rewrite was replayed without Bob
     assert files_holding(folder, canary) == []
     assert canary not in kb.ask("Who is the CEO of Acme?").answer
+    assert left_behind(kb) == [id_hash(forget_key(kb), "bob")]  # and nothing else
     kb.close()
     assert files_holding(folder, canary) == []
 
@@ -86,3 +107,72 @@ def test_a_forgotten_document_leaves_no_row_in_any_table_of_a_postgres_store(
     kb.forget(["bob"])
     assert rows_holding(pg_url, canary) == []
     assert files_holding(folder, canary) == []
+    assert left_behind(kb) == [id_hash(forget_key(kb), "bob")]
+
+
+def id_canary_scenario(
+    open_kb: OpenKB, folder: Path, url: str | None = None
+) -> tuple[KnowledgeBase, str, str]:
+    """A store holding a document whose id and text are both canaries."""
+    doc_id, text = f"doc-{uuid.uuid4().hex}", uuid.uuid4().hex
+    kb = open_kb(folder, database_url=url)
+    kb.ingest([news(doc_id, f"The CEO of Acme is Bob {text}.", day=1)])
+    kb.ingest([news("alice", "The CEO of Acme is Alice.", day=2)])
+    return kb, doc_id, text
+
+
+def not_derivable_without_the_key(digest: str, doc_id: str, text: str) -> None:
+    """The recorded hash is none of the plain forms of the id or the text."""
+    plain = {
+        doc_id,
+        text,
+        sha256_hex(doc_id),
+        sha256_hex(text),
+        content_hash(doc_id).split(":", 1)[1],
+        hashlib.md5(doc_id.encode()).hexdigest(),
+        hashlib.sha1(doc_id.encode()).hexdigest(),
+    }
+    assert digest not in plain
+    assert doc_id not in digest and text not in digest
+
+
+@pytest.mark.sqlite
+def test_forgetting_for_good_leaves_only_a_keyed_hash_of_the_id_in_a_sqlite_store(
+    open_kb: OpenKB, tmp_path: Path
+) -> None:
+    folder = tmp_path / "kb"
+    kb, doc_id, text = id_canary_scenario(open_kb, folder)
+    assert files_holding(folder, doc_id) and files_holding(folder, text)
+    kb.forget([doc_id])
+    checkpoint_sqlite(kb.runtime.engine)
+    assert files_holding(folder, doc_id) == [] and files_holding(folder, text) == []
+    (digest,) = left_behind(kb)
+    assert digest == id_hash(forget_key(kb), doc_id)
+    not_derivable_without_the_key(digest, doc_id, text)
+    # Another knowledge base has another key: the same id hashes differently there.
+    other, _, _ = id_canary_scenario(open_kb, tmp_path / "other")
+    other.forget(["alice"])
+    assert forget_key(other) != forget_key(kb)
+    assert id_hash(forget_key(other), doc_id) != digest
+
+
+@pytest.mark.sqlite
+def test_forgetting_with_allow_again_leaves_nothing(open_kb: OpenKB, tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    kb, doc_id, text = id_canary_scenario(open_kb, folder)
+    kb.forget([doc_id], allow_again=True)
+    assert left_behind(kb) == []
+    assert files_holding(folder, doc_id) == [] and files_holding(folder, text) == []
+
+
+@pytest.mark.postgres
+def test_forgetting_for_good_leaves_only_a_keyed_hash_of_the_id_in_a_postgres_store(
+    open_kb: OpenKB, tmp_path: Path, pg_url: str
+) -> None:
+    kb, doc_id, text = id_canary_scenario(open_kb, tmp_path / "kb", pg_url)
+    assert rows_holding(pg_url, doc_id) and rows_holding(pg_url, text)
+    kb.forget([doc_id])
+    assert rows_holding(pg_url, doc_id) == [] and rows_holding(pg_url, text) == []
+    (digest,) = left_behind(kb)
+    assert digest == id_hash(forget_key(kb), doc_id)
+    not_derivable_without_the_key(digest, doc_id, text)

@@ -45,7 +45,7 @@ def test_a_new_knowledge_base_is_stored_in_the_database_of_the_test_tier(
 def test_migrations_are_applied_when_a_store_is_opened(open_kb: OpenKB, database_url) -> None:
     kb = open_kb(database_url=database_url)
     version = kb.runtime.read(lambda s: s.scalar(text("SELECT version_num FROM alembic_version")))
-    assert version == "0003"
+    assert version == "0004"
 
 
 def test_ingest_stores_document_facts_evidence_and_vectors(open_kb: OpenKB, database_url) -> None:

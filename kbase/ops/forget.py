@@ -1,5 +1,10 @@
 """Forgetting documents exactly: the store becomes what it would be had they never
-been ingested (the method is in :mod:`kbase.ops.replay` and docs/design.md)."""
+been ingested (the method is in :mod:`kbase.ops.replay` and docs/design.md).
+
+Forgetting also records a keyed hash of each id (:mod:`kbase.store.feeds`), in the
+same transaction, so that polling a feed that still lists the document does not
+bring it back; ``allow_again`` forgets without that (and drops an earlier record).
+"""
 
 from __future__ import annotations
 
@@ -25,18 +30,30 @@ from kbase.ops.replay import (
 from kbase.reports import ForgetReport
 from kbase.runtime import Runtime, Write
 from kbase.store import queries
+from kbase.store.feeds import lift_forgotten, record_forgotten, reset_validators
 from kbase.store.models import Document
 from kbase.vectors import bump_state
 
 
-def forget(rt: Runtime, doc_ids: list[str], *, missing_ok: bool = False) -> ForgetReport:
-    """Forget ``doc_ids`` as one write (see :func:`forget_documents`)."""
+def forget(
+    rt: Runtime, doc_ids: list[str], *, missing_ok: bool = False, allow_again: bool = False
+) -> ForgetReport:
+    """Forget ``doc_ids`` as one write (see :func:`forget_documents`), for good:
+    polling leaves them out from now on, unless ``allow_again``."""
     with rt.write() as work:
-        return forget_documents(rt, work, doc_ids, missing_ok=missing_ok)
+        return forget_documents(
+            rt, work, doc_ids, missing_ok=missing_ok, block=not allow_again, allow=allow_again
+        )
 
 
 def forget_documents(
-    rt: Runtime, work: Write, doc_ids: list[str], *, missing_ok: bool = False
+    rt: Runtime,
+    work: Write,
+    doc_ids: list[str],
+    *,
+    missing_ok: bool = False,
+    block: bool = False,
+    allow: bool = False,
 ) -> ForgetReport:
     """Forget ``doc_ids`` (all replayed at once, from the earliest) in one transaction
     of ``work``.
@@ -44,6 +61,10 @@ def forget_documents(
     An id that is not stored is an error, or with ``missing_ok`` is listed in the
     report's ``missing``: re-running a forget that was interrupted after its commit
     then finishes the job (the index save and the compaction that follow a commit).
+    With ``block`` the forgotten ids' keyed hashes are recorded so that polls leave
+    them out; with ``allow`` any such record of the given ids (stored or missing) is
+    dropped and their feeds are fetched in full next time, so a feed that still lists
+    them brings them back. A new version's forget of the old one does neither.
     """
     started = time.perf_counter()
     recorder = work.recorder
@@ -61,6 +82,12 @@ def forget_documents(
             else:
                 queries.document(session, doc_id)  # raises the error for an unknown id
         report.forgotten = [d.doc_id for d in targets]
+        report.blocked = block
+        if block:
+            record_forgotten(session, report.forgotten)
+        if allow:
+            lift_forgotten(session, doc_ids)
+            reset_validators(session, [d.source for d in targets])
         targets.sort(key=lambda d: d.seq)
         if targets:
             before, after = _forget_targets(rt, work, targets, report)

@@ -9,6 +9,10 @@ and the later documents that could have seen its facts (the radius rule of
 :func:`kbase.ops.replay.first_affected`) are rolled back and replayed. A document
 that arrives again with other content is a new version: the old one is forgotten
 exactly and the new one placed at its date.
+
+A document given by the user is stored even if it was forgotten before, and is no
+longer kept out of polls; polling passes ``skip_forgotten`` and leaves out the
+documents whose ids were forgotten (:mod:`kbase.store.feeds`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,19 @@ from sqlalchemy import func, select
 
 from kbase.fewshot.pool import chosen_examples
 from kbase.ops.forget import forget_documents
-from kbase.ops.replay import first_affected, replay_from, rollback_from, run_pipeline
+from kbase.ops.replay import (
+    collect_garbage,
+    first_affected,
+    replay_from,
+    rollback_from,
+    run_pipeline,
+)
 from kbase.records import Recorder
 from kbase.reports import DocReport, IngestReport
 from kbase.runtime import Runtime, Write
 from kbase.sources.base import SourceDocument
 from kbase.store import order, queries
+from kbase.store.feeds import forgotten_among, lift_forgotten
 from kbase.store.models import Document
 from kbase.vectors import bump_state
 
@@ -54,16 +65,33 @@ def ingest(
     sources: Iterable[SourceDocument],
     *,
     progress: ProgressFn | None = None,
+    skip_forgotten: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> IngestReport:
-    """Store documents at their places in publication order."""
+    """Store documents at their places in publication order.
+
+    With ``skip_forgotten`` the documents whose ids were forgotten (and not allowed
+    again) are left out and listed in the report's ``forgotten``; without it they
+    are stored and polls stop leaving them out. ``should_stop`` is asked before each
+    document: once it says so, the rest are not stored (``stopped``).
+    """
     report = IngestReport()
     started = time.perf_counter()
+    ordered = publication_order(sources)
     with rt.write() as work:
         recorder = work.recorder
         if progress is not None:
             recorder.on_call = lambda _r, _f: progress(_progress(report, recorder, started))
         try:
-            for source in publication_order(sources):
+            if skip_forgotten:  # under the writer lock: no forget can come in between
+                with work.session.begin():
+                    kept_out = forgotten_among(work.session, [s.doc_id for s in ordered])
+                report.forgotten = [s.doc_id for s in ordered if s.doc_id in kept_out]
+                ordered = [s for s in ordered if s.doc_id not in kept_out]
+            for source in ordered:
+                if should_stop is not None and should_stop():
+                    report.stopped = True
+                    break
                 _ingest_one(rt, work, source, report)
                 if progress is not None:
                     progress(_progress(report, recorder, started))
@@ -82,6 +110,7 @@ def _progress(report: IngestReport, recorder: Recorder, started: float) -> dict[
     total = recorder.total
     return {
         "documents": len(report.stored) + len(report.unchanged),
+        "stored": len(report.stored),
         "facts": sum(r.facts_created for r in report.stored),
         "llm_calls": total.calls,
         "tokens_per_second": round(total.computed_tokens / elapsed, 1),
@@ -105,6 +134,7 @@ def _ingest_one(rt: Runtime, work: Write, source: SourceDocument, report: Ingest
         version = previous[1] + 1
     with work.transaction():
         doc_report = _place(rt, work, source, version, first_ingested)
+        lift_forgotten(session, [source.doc_id])
         bump_state(session)
     report.documents_replayed += doc_report.documents_replayed
     report.stored.append(doc_report)
@@ -152,4 +182,5 @@ def _place(
         if cut is not None:
             work.delete(rollback_from(session, cut))
             ctx.report.documents_replayed = replay_from(rt, work, cut, examples)
+            collect_garbage(session)  # what the replaced decisions alone had cached
     return ctx.report

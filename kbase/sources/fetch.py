@@ -93,15 +93,15 @@ def fetch(url: str, *, max_bytes: int, timeout: float) -> Download:
                         raise FetchError(
                             f"could not fetch {shown}: {one_line(status, 80)}; check the address"
                         )
-                    data = _read_capped(shown, response, max_bytes, deadline, timeout)
+                    data = read_capped(shown, response, max_bytes, deadline, timeout)
                     return Download(current, data, response.headers.get("content-type"))
     except httpx.TimeoutException:
-        raise _timed_out(shown, timeout) from None
+        raise timed_out(shown, timeout) from None
     except httpx.InvalidURL as exc:
         raise InputError(f"{shown} is not a valid URL ({one_line(exc)})") from None
     except httpx.HTTPError as exc:
         raise FetchError(
-            f"could not fetch {shown}: {_describe(exc)}; check the address and your network"
+            f"could not fetch {shown}: {describe_error(exc)}; check the address and your network"
         ) from None
     raise FetchError(
         f"could not fetch {shown}: more than {MAX_REDIRECTS} redirects; check the address"
@@ -119,9 +119,10 @@ def _redirect_target(shown: str, current: str, location: str) -> str:
     return target
 
 
-def _read_capped(
+def read_capped(
     shown: str, response: httpx.Response, max_bytes: int, deadline: float, timeout: float
 ) -> bytes:
+    """The body of ``response``, refused past ``max_bytes`` or the ``deadline``."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(str(too_big(shown, int(declared), max_bytes)))
@@ -132,19 +133,21 @@ def _read_capped(
         if received > max_bytes:
             raise FetchError(str(too_big(shown, None, max_bytes)))
         if time.monotonic() > deadline:
-            raise _timed_out(shown, timeout)
+            raise timed_out(shown, timeout)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _timed_out(shown: str, timeout: float) -> FetchError:
+def timed_out(shown: str, timeout: float) -> FetchError:
+    """The error for a download of ``shown`` that took longer than ``timeout``."""
     return FetchError(
         f"could not fetch {shown}: no complete answer within {timeout:g} s; "
         "check the address or allow more time"
     )
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+def describe_error(exc: httpx.HTTPError) -> str:
+    """An HTTP failure in a few words, for a one-line message."""
     if isinstance(exc, httpx.ConnectError):
         return f"connection failed ({one_line(exc, 100) or 'refused'})"
     if isinstance(exc, httpx.TooManyRedirects):

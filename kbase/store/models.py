@@ -15,6 +15,10 @@
   the radius inside which its result was decided, so forgetting can tell which
   later documents could have seen a difference.
 - ``embeddings`` caches vectors by model and text hash.
+- ``feeds`` are the subscriptions ``kb poll`` fetches, with each feed's
+  conditional-request validators and the outcome of its last fetch.
+- ``forgotten_ids`` holds a keyed hash (HMAC-SHA256, key in ``meta``) of the id
+  of each document forgotten so that polling does not bring it back.
 """
 
 from __future__ import annotations
@@ -212,3 +216,40 @@ class FewshotState(Base):
     task: Mapped[str] = mapped_column(String(32), primary_key=True)
     pool_signature: Mapped[str] = mapped_column(String(80))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Feed(Base):
+    """A subscribed feed: ``kb poll`` fetches it, sending its ETag and Last-Modified.
+
+    ``failures`` counts the fetches that failed in a row (0 after a success);
+    ``retry_at`` is when the server allows the next fetch (HTTP 429/503
+    Retry-After). Nothing here names a document: the last new item a listing
+    shows is read from ``documents`` (their ``source`` is the feed's URL).
+    """
+
+    __tablename__ = "feeds"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    #: When it was last fetched (successfully or not) and what came of it.
+    last_fetch_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_status: Mapped[str | None] = mapped_column(String(32))
+    #: When a fetch last succeeded (200 or 304).
+    last_ok_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ForgottenId(Base):
+    """HMAC-SHA256 of a forgotten document's id, keyed by the knowledge base's own
+    random key (``meta``, ``forget_key``): neither the id nor any text."""
+
+    __tablename__ = "forgotten_ids"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
