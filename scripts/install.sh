@@ -14,3 +14,6 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     "${PIP[@]}" "llama-cpp-python[server]==0.3.36"
 fi
 "${PIP[@]}" -e ".[local,postgres,dev]"
+# The minilm-onnx embedder's graph, exported once from the packaged weights (torch is
+# needed only here), checked against sentence-transformers, cached (docs/models.md).
+.venv/bin/python -m kbase.embed.onnx_export
