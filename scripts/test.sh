@@ -2,10 +2,10 @@
 # Installs kbase with its test dependencies, lints, type-checks, and runs the tests:
 # first the default tier (fakes, the real embedder and embedded LLM on small cases,
 # SQLite and the local PostgreSQL), then while time allows the slow tier
-# (KBASE_SLOW_BUDGET seconds, default 20 min) and the PostgreSQL tier: the default
+# (KBASE_SLOW_BUDGET seconds, default 15 min) and the PostgreSQL tier: the default
 # tier on the fakes again, every knowledge base in PostgreSQL (KBASE_PG_BUDGET
 # seconds, default 15 min), and the vLLM tier: kbase on vLLM's engine, on the CPU
-# (scripts/test-vllm.sh; KBASE_VLLM_BUDGET seconds, default 30 min, its install
+# (scripts/test-vllm.sh; KBASE_VLLM_BUDGET seconds, default 20 min, its install
 # included), so a fresh CI run fits in 90 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ budgeted() {
     *) exit $status ;;
   esac
 }
-budgeted slow "${KBASE_SLOW_BUDGET:-1200}" .venv/bin/python -m pytest -m slow "$@"
+budgeted slow "${KBASE_SLOW_BUDGET:-900}" .venv/bin/python -m pytest -m slow "$@"
 budgeted PostgreSQL "${KBASE_PG_BUDGET:-900}" \
   env KBASE_TEST_DATABASE=postgres .venv/bin/python -m pytest -m "not slow and not real" "$@"
-budgeted vLLM "${KBASE_VLLM_BUDGET:-1800}" bash scripts/test-vllm.sh "$@"
+budgeted vLLM "${KBASE_VLLM_BUDGET:-1200}" bash scripts/test-vllm.sh "$@"
