@@ -144,3 +144,65 @@ def test_committed_stream_is_the_generators_default(tmp_path: Path) -> None:
     committed = Path(__file__).parent.parent / "benchmarks" / "data" / "synth"
     for name in ("documents.jsonl", "questions.jsonl"):
         assert (committed / name).read_bytes() == (tmp_path / name).read_bytes()
+
+
+REALISTIC = Path(__file__).parent.parent / "benchmarks" / "data" / "realistic"
+
+
+def _rows(name: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (REALISTIC / name).read_text().splitlines() if x.strip()]
+
+
+def test_realistic_stream_is_a_feed_of_enough_articles() -> None:
+    docs = _rows("documents.jsonl")
+    assert len(docs) >= 80
+    dates = [d["published"] for d in docs]
+    assert dates == sorted(dates, reverse=True)  # newest first, as a feed lists them
+    assert len({d["id"] for d in docs}) == len(docs)
+    assert all(d["url"].startswith("https://news.example.org/realistic/") for d in docs)
+    assert sum(len(d["text"].split()) for d in docs) < 7000
+
+
+def test_realistic_changes_use_their_wordings() -> None:
+    docs = {d["id"]: d for d in _rows("documents.jsonl")}
+    changes = _rows("changes.jsonl")
+    assert len({c["wording"] for c in changes}) >= 25
+    for c in changes:
+        doc = docs[c["made_false_by"]]
+        assert doc["published"] == c["published"]
+        parts = [re.escape(p) for p in c["wording"].split(" ... ")]
+        assert re.search(".+".join(parts), doc["text"], re.I), (c["id"], c["wording"])
+        assert c["stale_keywords"] and c["not_if"]
+
+
+def test_realistic_questions_follow_from_the_articles_published_by_then() -> None:
+    docs = _rows("documents.jsonl")
+    questions = _rows("questions.jsonl")
+    assert len(questions) >= 120
+    assert len({q["subject"] for q in questions}) >= 15
+    assert 6 <= len({q["asked_at"] for q in questions}) <= 8
+    assert sum(q["unknown"] for q in questions) >= 20
+    for q in questions:
+        assert 3 <= len(q["choices"]) <= 5 and len(set(q["choices"])) == len(q["choices"])
+        assert q["unknown"] == (q["answer"] == "unknown")
+        if q["unknown"]:
+            assert not q["changed"]
+            continue
+        assert q["answer"] in q["choices"]
+        assert any(d["published"] <= q["asked_at"] and q["answer"] in d["text"] for d in docs), q[
+            "id"
+        ]
+    for q in questions:
+        if q["changed"]:
+            earlier = {
+                p["answer"]
+                for p in questions
+                if p["subject"] == q["subject"]
+                and p["asked_at"] < q["asked_at"]
+                and not p["unknown"]
+            }
+            assert earlier - {q["answer"]}, q["id"]
+    for subject in {q["subject"] for q in questions}:
+        asked = [q for q in questions if q["subject"] == subject and not q["unknown"]]
+        first = min(asked, key=lambda q: q["asked_at"])["answer"] if asked else None
+        assert all(q["changed"] == (q["answer"] != first) for q in asked), subject
