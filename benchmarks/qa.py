@@ -1,11 +1,18 @@
 """Question answering over a dated news stream, every strategy in one process.
 
 For each strategy (same models, same data): a fresh knowledge base ingests the
-documents in date order; each question is answered with ``kb.choose`` as of its
-date, just before the first document published after that date is ingested.
-Reported: accuracy overall, per time of asking, on questions whose answer changed
-and on those whose answer did not; per document the LLM calls, prompt, cached,
-computed (prompt - cached + completion) and completion tokens and wall time.
+documents in date order (whatever their order in the file); each question is
+answered with ``kb.choose(..., allow_unknown=True)`` as of its date, just before the
+first document published after that date is ingested, so the model may answer
+that the facts do not say. Reported: accuracy overall, per time of asking, on
+questions whose answer changed and on those whose answer did not, on answerable
+and on unanswerable ones (gold "unknown": right only if it abstains), and how
+often it abstains on answerable ones; for the strategies of ``--abstention-cost``
+the answerable questions are also asked without abstention, at the same moment,
+to show what abstaining costs them. With ``--changes``, the statements the stream
+made false that a fact current at its end still states (:mod:`benchmarks.qa_scores`).
+Per document: the LLM calls, prompt, cached, computed (prompt - cached +
+completion) and completion tokens and wall time.
 
 Each strategy starts on a freshly loaded LLM, as a new process would: its first
 document also computes the instructions and examples that every later prompt
@@ -16,6 +23,12 @@ cost of one more document in a running stream.
     python -m benchmarks.synth --out benchmarks/data/synth
     KBASE_CACHE=/tmp/kbcache python -m benchmarks.qa --docs benchmarks/data/synth/documents.jsonl \\
         --questions benchmarks/data/synth/questions.jsonl --json benchmarks/results/qa.json
+    KBASE_CACHE=/tmp/kbcache python -m benchmarks.qa \\
+        --docs benchmarks/data/realistic/documents.jsonl \\
+        --questions benchmarks/data/realistic/questions.jsonl \\
+        --changes benchmarks/data/realistic/changes.jsonl \\
+        --json benchmarks/results/qa-realistic.json --markdown docs/benchmarks.md \\
+        --section qa-realistic
 """
 
 from __future__ import annotations
@@ -25,14 +38,13 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from benchmarks import report
+from benchmarks import qa_scores, report
 from benchmarks.models import Models, load_models
 from kbase.kb import KnowledgeBase
 from kbase.pipeline.strategies import STRATEGIES
@@ -75,21 +87,30 @@ def load_stream(
     return docs, questions
 
 
-def _ask(kb: KnowledgeBase, q: dict[str, Any]) -> dict[str, Any]:
+#: Which strategies ``--abstention-cost`` asks the answerable questions again, without
+#: abstention.
+ABSTENTION_COST = {"kbase": ("kbase",), "all": tuple(STRATEGIES), "none": ()}
+
+
+def _ask(kb: KnowledgeBase, q: dict[str, Any], *, allow_unknown: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    chosen = kb.choose(q["question"], q["choices"], as_of=date.fromisoformat(q["asked_at"]))
+    index = kb.choose(
+        q["question"],
+        q["choices"],
+        as_of=date.fromisoformat(q["asked_at"]),
+        allow_unknown=allow_unknown,
+    )
+    chosen = None if index is None else q["choices"][index]
     return {
         "id": q["id"],
         "asked_at": q["asked_at"],
         "changed": bool(q.get("changed", False)),
-        "chosen": q["choices"][chosen],
-        "correct": q["choices"][chosen] == q["answer"],
+        "unknown": qa_scores.is_unknown(q),
+        "chosen": chosen,
+        "abstained": chosen is None,
+        "correct": qa_scores.is_correct(q, chosen),
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-def _accuracy(answers: list[dict[str, Any]]) -> float | None:
-    return round(sum(a["correct"] for a in answers) / len(answers), 4) if answers else None
 
 
 def run_strategy(
@@ -98,23 +119,37 @@ def run_strategy(
     docs: list[SourceDocument],
     questions: list[dict[str, Any]],
     folder: Path,
+    *,
+    changes: list[dict[str, Any]] | None = None,
+    abstention_cost: bool = False,
 ) -> dict[str, Any]:
-    """Ingest the stream with one strategy, answering each question on time."""
+    """Ingest the stream with one strategy, answering each question on time (with
+    ``abstention_cost``, the answerable ones a second time without abstention); with
+    ``changes``, which of them the facts current at the end still state."""
     kb = models.open(folder, strategy)
     pending = list(questions)
     answers: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
+
+    def ask(q: dict[str, Any]) -> None:
+        answers.append(_ask(kb, q, allow_unknown=True))
+        if abstention_cost and not qa_scores.is_unknown(q):
+            plain.append(_ask(kb, q, allow_unknown=False))
+
     walls: list[float] = []
     stored = []
     try:
         for n, doc in enumerate(docs, 1):
             day = doc.published.date() if doc.published else date.max
             while pending and date.fromisoformat(pending[0]["asked_at"]) < day:
-                answers.append(_ask(kb, pending.pop(0)))
+                ask(pending.pop(0))
             started = time.perf_counter()
             stored += kb.ingest([doc]).stored
             walls.append(time.perf_counter() - started)
             print(f"{strategy}: document {n}/{len(docs)} in {walls[-1]:.1f} s", file=sys.stderr)
-        answers += [_ask(kb, q) for q in pending]
+        for q in pending:
+            ask(q)
+        current = [f.text for f in kb.facts()] if changes is not None else []
         rows = kb.runtime.read(lambda s: list(s.scalars(select(Document).order_by(Document.seq))))
         by_task = kb.runtime.read(
             lambda s: {
@@ -157,16 +192,12 @@ def run_strategy(
                 "facts_retired": rep.facts_retired,
             }
         )
-    steps: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for a in answers:
-        steps[a["asked_at"]].append(a)
+    stale = None if changes is None else qa_scores.stale_report(changes, current)
     n = max(len(per_doc), 1)
     return {
-        "accuracy": _accuracy(answers),
-        "accuracy_changed": _accuracy([a for a in answers if a["changed"]]),
-        "accuracy_unchanged": _accuracy([a for a in answers if not a["changed"]]),
-        "accuracy_by_step": {k: _accuracy(v) for k, v in sorted(steps.items())},
-        "questions": len(answers),
+        **qa_scores.summary(answers, plain if abstention_cost else None),
+        "stale": stale,
+        "stale_rate": stale["rate"] if stale else None,
         "documents": len(per_doc),
         "per_document_mean": _mean(per_doc),
         "per_document_mean_after_first": _mean(per_doc[1:]),
@@ -182,6 +213,7 @@ def run_strategy(
         "editing_per_document_mean": _editing(by_task, n),
         "per_document": per_doc,
         "answers": answers,
+        "answers_no_abstention": plain if abstention_cost else None,
     }
 
 
@@ -221,33 +253,101 @@ def comparison(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             }
             out[f"{num} - {den} accuracy"] = {
                 k: None if a[k] is None or b[k] is None else round(a[k] - b[k], 4)
-                for k in ("accuracy", "accuracy_changed", "accuracy_unchanged")
+                for k in DIFFERENCES
             }
     return out
 
 
-def markdown(data: dict[str, Any], title: str) -> str:
-    """A Markdown report: accuracy and cost per strategy, per step, and the ratios."""
-    res = data["strategies"]
+#: The accuracies (and the stale rate) whose differences between strategies are
+#: reported.
+DIFFERENCES = (
+    "accuracy",
+    "accuracy_changed",
+    "accuracy_unchanged",
+    "accuracy_answerable",
+    "accuracy_unanswerable",
+    "stale_rate",
+)
+
+
+def _stale_cell(r: dict[str, Any]) -> str:
+    stale = r.get("stale")
+    if not stale:
+        return ""
+    return f"{stale['still_current']}/{stale['changes']} ({stale['rate']:.3f})"
+
+
+def _accuracy_tables(res: dict[str, dict[str, Any]]) -> list[str]:
+    heads = ["strategy", "accuracy", "changed", "unchanged", "answerable", "unanswerable"]
+    heads += ["abstained on answerable", "stale facts still current"]
     rows = [
         [
             name,
             r["accuracy"],
             r["accuracy_changed"],
             r["accuracy_unchanged"],
-            *[r[STEADY][k] for k in PER_DOC],
-            r["first_document"]["computed_tokens"],
+            r["accuracy_answerable"],
+            r["accuracy_unanswerable"],
+            r["abstention_rate_answerable"],
+            _stale_cell(r),
         ]
         for name, r in res.items()
     ]
-    heads = ["strategy", "accuracy", "changed", "unchanged", "LLM calls/doc", "prompt tok/doc"]
+    out = [
+        "Accuracy with abstention allowed (`unanswerable`: the share answered "
+        '"unknown"; `changed` and `unchanged` are the answerable questions whose '
+        "answer did or did not change):",
+        "",
+        report.table(heads, rows),
+    ]
+    costs = [(n, r) for n, r in res.items() if r.get("no_abstention")]
+    if costs:
+        out += [
+            "",
+            "What abstention costs the answerable questions (the same questions asked "
+            "again at the same moment without the unknown choice):",
+            "",
+            report.table(
+                [
+                    "strategy",
+                    "answerable, no abstention",
+                    "answerable, with abstention",
+                    "changed, no abstention",
+                    "changed, with abstention",
+                    "cost (points)",
+                ],
+                [
+                    [
+                        n,
+                        r["no_abstention"]["accuracy_answerable"],
+                        r["accuracy_answerable"],
+                        r["no_abstention"]["accuracy_changed"],
+                        r["accuracy_changed"],
+                        None
+                        if r["no_abstention"]["abstention_cost"] is None
+                        else round(100 * r["no_abstention"]["abstention_cost"], 1),
+                    ]
+                    for n, r in costs
+                ],
+            ),
+        ]
+    return out
+
+
+def markdown(data: dict[str, Any], title: str) -> str:
+    """A Markdown report: accuracy and cost per strategy, per step, and the ratios."""
+    res = data["strategies"]
+    heads = ["strategy", "LLM calls/doc", "prompt tok/doc", "cached tok/doc"]
     heads += [
-        "cached tok/doc",
         "computed tok/doc",
         "completion tok/doc",
         "model s/doc",
         "wall s/doc",
         "first doc computed tok",
+    ]
+    rows = [
+        [name, *[r[STEADY][k] for k in PER_DOC], r["first_document"]["computed_tokens"]]
+        for name, r in res.items()
     ]
     steps = sorted({s for r in res.values() for s in r["accuracy_by_step"]})
     step_rows = [[n, *[r["accuracy_by_step"].get(s) for s in steps]] for n, r in res.items()]
@@ -258,7 +358,9 @@ def markdown(data: dict[str, Any], title: str) -> str:
         f"Machine: {report.describe(data['machine'])}.",
         f"Models: {data['models']['embedder']}, {data['models']['llm']}.",
         f"Data: {d['documents']} documents, {d['questions']} questions "
-        f"({d['changed']} whose answer changed), `{d['docs']}`.",
+        f"({d['changed']} whose answer changed, {d.get('unanswerable', 0)} unanswerable)"
+        + (f", {d['changes']} changes" if d.get("changes") is not None else "")
+        + f", `{d['docs']}`.",
         "",
         f"    {data['command']}",
         "",
@@ -272,9 +374,11 @@ def markdown(data: dict[str, Any], title: str) -> str:
             if data["models"].get("fake")
             else []
         ),
-        "Per document: the mean over the documents after the first. Each strategy starts "
-        "on a freshly loaded model, so its first document also computes the instructions "
-        "and examples that later prompts take from the cache (last column).",
+        *_accuracy_tables(res),
+        "",
+        "Cost per document: the mean over the documents after the first. Each strategy "
+        "starts on a freshly loaded model, so its first document also computes the "
+        "instructions and examples that later prompts take from the cache (last column).",
         "",
         report.table(heads, rows),
         "",
@@ -317,7 +421,7 @@ def markdown(data: dict[str, Any], title: str) -> str:
             "",
             "Cost ratios per document (after the first):",
             "",
-            report.table(["ratio", *heads[4:-1]], ratios),
+            report.table(["ratio", *heads[1:-1]], ratios),
         ]
         edit_heads = ["ratio", "requests", "prompt tok", "computed tok", "completion tok"]
         out += [
@@ -326,8 +430,23 @@ def markdown(data: dict[str, Any], title: str) -> str:
             "",
             report.table([*edit_heads, "model s"], editing),
         ]
-        out += ["", "Accuracy differences:", "", report.table(["difference", *heads[1:4]], diffs)]
+        diff_heads = ["difference", "accuracy", "changed", "unchanged", "answerable"]
+        out += [
+            "",
+            "Accuracy differences (with abstention allowed):",
+            "",
+            report.table([*diff_heads, "unanswerable", "stale rate"], diffs),
+        ]
     return "\n".join(out)
+
+
+def _title(args: argparse.Namespace) -> str:
+    if args.title:
+        return str(args.title)
+    if args.fake:
+        return "Question answering (fake models: plumbing numbers only)"
+    name = {"synth": "synthetic"}.get(args.docs.parent.name, args.docs.parent.name)
+    return f"Question answering on the {name} news stream"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -335,14 +454,23 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.qa", description=__doc__)
     p.add_argument("--docs", type=Path, required=True, help="documents.jsonl")
     p.add_argument("--questions", type=Path, required=True, help="questions.jsonl")
+    p.add_argument("--changes", type=Path, help="changes.jsonl: count stale facts at the end")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument(
+        "--abstention-cost",
+        choices=sorted(ABSTENTION_COST),
+        default="kbase",
+        help="strategies that also answer without abstention (default kbase)",
+    )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--fake", action="store_true", help="fake models (plumbing only)")
     p.add_argument("--limit-docs", type=int)
     p.add_argument("--markdown", type=Path, help="also write the report into this file")
     p.add_argument("--section", help="section key in --markdown (default qa or qa-fake)")
+    p.add_argument("--title", help="heading of the report (default from the data folder)")
     args = p.parse_args(argv)
     docs, questions = load_stream(args.docs, args.questions, args.limit_docs)
+    changes = qa_scores.load_changes(args.changes) if args.changes else None
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     data: dict[str, Any] = {"machine": report.machine(), "command": report.command_line()}
     models = load_models(fake=args.fake)
@@ -350,10 +478,14 @@ def main(argv: list[str] | None = None) -> None:
     data["data"] = {
         "docs": str(args.docs),
         "questions_file": str(args.questions),
+        "changes_file": str(args.changes) if args.changes else None,
         "documents": len(docs),
         "questions": len(questions),
         "changed": sum(bool(q.get("changed")) for q in questions),
+        "unanswerable": sum(qa_scores.is_unknown(q) for q in questions),
+        "changes": len(changes) if changes is not None else None,
         "limit_docs": args.limit_docs,
+        "abstention_cost": args.abstention_cost,
     }
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -362,7 +494,13 @@ def main(argv: list[str] | None = None) -> None:
                 if i:
                     models.restart_llm()
                 results[strategy] = run_strategy(
-                    models, strategy, docs, questions, Path(tmp) / strategy
+                    models,
+                    strategy,
+                    docs,
+                    questions,
+                    Path(tmp) / strategy,
+                    changes=changes,
+                    abstention_cost=strategy in ABSTENTION_COST[args.abstention_cost],
                 )
     finally:
         models.close()
@@ -370,12 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     data["strategies"] = results
     data["comparison"] = comparison(results)
     report.write_json(args.json, data)
-    title = (
-        "Question answering (fake models: plumbing numbers only)"
-        if args.fake
-        else ("Question answering on the synthetic news stream")
-    )
-    text = markdown(data, title)
+    text = markdown(data, _title(args))
     print(text)
     if args.markdown:
         section = args.section or ("qa-fake" if args.fake else "qa")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import ingest_retrieval, plot_qa, qa, report, synth
+from benchmarks import ingest_retrieval, plot_qa, qa, qa_scores, report, synth
 from benchmarks.models import load_models
 from kbase import prompts
 
@@ -94,6 +94,9 @@ def test_qa_runs_end_to_end_on_fake_models(tmp_path: Path) -> None:
         assert len(result["per_document"]) == data["data"]["documents"]
     assert "kbase / erase-paper per document" in data["comparison"]
     assert data["strategies"]["rag"]["facts"]["facts_rewritten"] == 0
+    # by default only kbase also answers without abstention; no changes file, no stale count
+    assert [n for n, r in data["strategies"].items() if r.get("no_abstention")] == ["kbase"]
+    assert all(r["stale"] is None for r in data["strategies"].values())
     assert "<!-- bench:qa-fake -->" in md.read_text()
     plot_qa.main(["--json", str(out), "--png", str(tmp_path / "qa.png")])
     assert (tmp_path / "qa.png").stat().st_size > 0
@@ -206,3 +209,166 @@ def test_realistic_questions_follow_from_the_articles_published_by_then() -> Non
         asked = [q for q in questions if q["subject"] == subject and not q["unknown"]]
         first = min(asked, key=lambda q: q["asked_at"])["answer"] if asked else None
         assert all(q["changed"] == (q["answer"] != first) for q in asked), subject
+
+
+def test_realistic_stream_is_ingested_in_publication_order() -> None:
+    docs, questions = qa.load_stream(
+        REALISTIC / "documents.jsonl", REALISTIC / "questions.jsonl", limit_docs=19
+    )
+    rows = sorted(_rows("documents.jsonl"), key=lambda r: r["published"])
+    assert [d.doc_id for d in docs] == [r["id"] for r in rows[:19]]
+    assert questions and all(q["asked_at"] < rows[19]["published"] for q in questions)
+
+
+def _answer(
+    correct: bool, *, unknown: bool = False, changed: bool = False, abstained: bool = False
+) -> dict[str, Any]:
+    return {
+        "asked_at": "2024-01-01",
+        "correct": correct,
+        "unknown": unknown,
+        "changed": changed,
+        "abstained": abstained,
+    }
+
+
+def test_abstention_is_right_only_where_the_answer_is_unknown() -> None:
+    unknown = {"answer": "unknown", "choices": ["A", "B"]}
+    marked = {"answer": "A", "unknown": True, "choices": ["A", "B"]}
+    known = {"answer": "A", "choices": ["A", "B"]}
+    assert qa_scores.is_correct(unknown, None) and qa_scores.is_correct(marked, None)
+    assert not qa_scores.is_correct(unknown, "A") and not qa_scores.is_correct(marked, "A")
+    assert qa_scores.is_correct(known, "A")
+    assert not qa_scores.is_correct(known, None) and not qa_scores.is_correct(known, "B")
+
+
+def test_summary_separates_answerable_unanswerable_and_the_cost_of_abstaining() -> None:
+    answers = [
+        _answer(True, unknown=True, abstained=True),
+        _answer(False, unknown=True),
+        _answer(True, changed=True),
+        _answer(False, changed=True, abstained=True),
+        _answer(True),
+        _answer(False, abstained=True),
+    ]
+    plain = [
+        _answer(True, changed=True),
+        _answer(True, changed=True),
+        _answer(True),
+        _answer(False),
+    ]
+    out = qa_scores.summary(answers, plain)
+    assert out["accuracy"] == 0.5
+    assert out["accuracy_unanswerable"] == 0.5
+    assert out["accuracy_answerable"] == 0.5
+    assert out["accuracy_changed"] == out["accuracy_unchanged"] == 0.5
+    assert out["abstention_rate_answerable"] == 0.5
+    assert (out["answerable"], out["unanswerable"]) == (4, 2)
+    assert out["no_abstention"]["accuracy_answerable"] == 0.75
+    assert out["no_abstention"]["accuracy_changed"] == 1.0
+    assert out["no_abstention"]["abstention_cost"] == 0.25
+    assert "no_abstention" not in qa_scores.summary(answers)
+
+
+def test_a_stale_fact_has_every_keyword_as_a_word_and_no_historical_one() -> None:
+    reed = {"stale": "Reed runs Mossbank", "stale_keywords": ["Reed", "chief executive|CEO"]}
+    reed["not_if"] = ["former", "was"]
+    assert qa_scores.states("Fiona Reed is the CEO of Mossbank Brewing.", reed)
+    assert qa_scores.states("FIONA REED is chief executive.", reed)
+    assert not qa_scores.states("Fiona Reed was the CEO of Mossbank Brewing.", reed)
+    assert not qa_scores.states("The former CEO Fiona Reed stays on the board.", reed)
+    assert not qa_scores.states("Fiona Reeds is the CEO.", reed)  # words, not substrings
+    assert not qa_scores.states("Omar Haddad is the CEO of Mossbank Brewing.", reed)
+    price = {"stale": "1.64", "stale_keywords": ["1.64"], "not_if": []}
+    assert qa_scores.states("Petrol costs 1.64.", price)
+    assert not qa_scores.states("Petrol costs 1.645 euros.", price)
+    facts = ["Fiona Reed is the CEO.", "Petrol costs 1.55.", "Fiona Reed was the CEO."]
+    out = qa_scores.stale_report([{"id": "a", **reed}, {"id": "b", **price}], facts)
+    assert (out["changes"], out["still_current"], out["rate"]) == (2, 1, 0.5)
+    assert out["items"] == [
+        {"id": "a", "made_false_by": None, "stale": reed["stale"], "facts": [facts[0]]}
+    ]
+
+
+def test_a_change_without_keywords_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "changes.jsonl"
+    path.write_text(json.dumps({"id": "c1", "stale": "x", "stale_keywords": []}) + "\n")
+    with pytest.raises(ValueError, match="c1"):
+        qa_scores.load_changes(path)
+
+
+def _tiny_stream(folder: Path) -> tuple[Path, Path, Path]:
+    """A fake-world stream, written newest first: Acme's chief executive changes, and
+    one question asks about a company the stream never mentions."""
+    docs = [
+        ("d3", "2024-03-01", "The club of Yusuf Jensen is the Cork Pilots."),
+        ("d2", "2024-02-10", "The chief executive of Acme is Bruno Tanaka."),
+        ("d1", "2024-01-05", "The chief executive of Acme is Alice Chen."),
+    ]
+    people = ["Alice Chen", "Bruno Tanaka", "Nia Quist"]
+    ceo = "Who is the chief executive of Acme?"
+    questions: list[dict[str, Any]] = [
+        {"id": "q1", "asked_at": "2024-01-20", "question": ceo, "answer": "Alice Chen"},
+        {"id": "q2", "asked_at": "2024-02-20", "question": ceo, "answer": "Bruno Tanaka"},
+        {
+            "id": "q3",
+            "asked_at": "2024-02-20",
+            "question": "Who is the general counsel of Pioneer Media?",
+            "answer": "unknown",
+            "unknown": True,
+        },
+    ]
+    for q in questions:
+        q["choices"] = ["Omar Quist", "Eli Iversen", "Tove Castillo"] if q["id"] == "q3" else people
+        q["changed"] = q["id"] == "q2"
+    change = {
+        "id": "c1",
+        "made_false_by": "d2",
+        "stale": "Alice Chen is the chief executive of Acme",
+        "stale_keywords": ["Alice Chen", "chief executive"],
+        "not_if": ["was", "former"],
+    }
+    paths = [folder / n for n in ("documents.jsonl", "questions.jsonl", "changes.jsonl")]
+    rows: list[dict[str, Any]] = [
+        {"id": i, "published": d, "title": None, "text": t, "url": None} for i, d, t in docs
+    ]
+    for path, lines in zip(paths, [rows, questions, [change]], strict=True):
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return paths[0], paths[1], paths[2]
+
+
+def test_qa_scores_abstention_and_stale_facts_on_fake_models(tmp_path: Path) -> None:
+    docs, questions, changes = _tiny_stream(tmp_path)
+    out, md = tmp_path / "qa.json", tmp_path / "bench.md"
+    report.update_section(md, "qa", "the synthetic run")
+    args = ["--docs", str(docs), "--questions", str(questions), "--changes", str(changes)]
+    args += ["--json", str(out), "--fake", "--markdown", str(md), "--section", "qa-realistic"]
+    qa.main([*args, "--abstention-cost", "all"])
+    data = json.loads(out.read_text())
+    assert data["data"]["unanswerable"] == 1 and data["data"]["changes"] == 1
+    results = data["strategies"]
+    for name, r in results.items():
+        by_id = {a["id"]: a for a in r["answers"]}
+        assert by_id["q3"]["chosen"] is None and by_id["q3"]["correct"], name
+        assert r["accuracy_unanswerable"] == 1.0
+        assert [a["id"] for a in r["answers_no_abstention"]] == ["q1", "q2"]
+        assert all(a["chosen"] is not None for a in r["answers_no_abstention"])
+        assert set(r["no_abstention"]) >= {"accuracy_answerable", "abstention_cost"}
+    # rag only adds, so Alice Chen is still chief executive at the end; kbase edits.
+    assert results["rag"]["stale"]["still_current"] == 1
+    assert results["rag"]["stale"]["items"][0]["facts"] == [
+        "The chief executive of Acme is Alice Chen."
+    ]
+    assert results["kbase"]["stale"]["still_current"] == 0
+    assert results["kbase"]["stale_rate"] == 0.0
+    assert data["comparison"]["kbase - rag accuracy"]["stale_rate"] == -1.0
+    text = md.read_text()
+    assert text.count("<!-- bench:qa-realistic -->") == 1 and "the synthetic run" in text
+    assert "What abstention costs the answerable questions" in text
+    assert "1/1 (1.000)" in text and "0/1 (0.000)" in text
+    qa.main([*args, "--abstention-cost", "none"])
+    data = json.loads(out.read_text())
+    assert all(r["answers_no_abstention"] is None for r in data["strategies"].values())
+    assert "no_abstention" not in data["strategies"]["kbase"]
+    assert md.read_text().count("<!-- bench:qa-realistic -->") == 1
+    plot_qa.main(["--json", str(out), "--png", str(tmp_path / "qa.png")])
