@@ -238,6 +238,16 @@ class _Progress:
             click.echo(err=True)
 
 
+#: The URL policy's one exception (kbase/sources/fetch.py): private networks allowed.
+allow_private_option = click.option(
+    "--allow-private-urls",
+    "allow_private",
+    is_flag=True,
+    help="Fetch from loopback and private addresses too (default: refused, unless "
+    "$KBASE_ALLOW_PRIVATE_URLS=1).",
+)
+
+
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--id", "doc_id", default=None, help="Document id (a source with one document only).")
@@ -255,6 +265,7 @@ class _Progress:
     help="Seconds to wait for a URL.",
 )
 @click.option("--skip-bad", is_flag=True, help="Skip bad JSONL lines instead of failing.")
+@allow_private_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @json_option
 @pass_options
@@ -265,6 +276,7 @@ def ingest(
     max_bytes: int | None,
     timeout: float,
     skip_bad: bool,
+    allow_private: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -282,6 +294,7 @@ def ingest(
         max_bytes=max_bytes or DEFAULT_MAX_BYTES,
         timeout=timeout,
         skip_bad=skip_bad,
+        allow_private=allow_private or None,
     )
     progress = _Progress(len(documents), enabled=not (quiet or as_json))
     with opts.open(create=True) as kb:
@@ -618,10 +631,18 @@ def _print_poll(report: PollReport, *, quiet: bool, as_json: bool) -> None:
 @cli.command()
 @fetch_timeout_option
 @max_bytes_option
+@allow_private_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing unless a feed failed.")
 @json_option
 @pass_options
-def poll(opts: Options, timeout: float, max_bytes: int | None, quiet: bool, as_json: bool) -> None:
+def poll(
+    opts: Options,
+    timeout: float,
+    max_bytes: int | None,
+    allow_private: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Fetch every subscribed feed once and ingest what is new or updated.
 
     Each feed is fetched with a conditional request (an unchanged feed costs no
@@ -634,7 +655,10 @@ def poll(opts: Options, timeout: float, max_bytes: int | None, quiet: bool, as_j
     with opts.open() as kb:
         try:
             report = kb.poll(
-                timeout=timeout, max_bytes=max_bytes or DEFAULT_MAX_BYTES, progress=bar
+                timeout=timeout,
+                max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+                progress=bar,
+                allow_private=allow_private or None,
             )
         finally:
             bar.close()
@@ -654,6 +678,7 @@ def poll(opts: Options, timeout: float, max_bytes: int | None, quiet: bool, as_j
 )
 @fetch_timeout_option
 @max_bytes_option
+@allow_private_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing unless a feed failed.")
 @json_option
 @pass_options
@@ -662,6 +687,7 @@ def watch(
     every: float,
     timeout: float,
     max_bytes: int | None,
+    allow_private: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -706,6 +732,7 @@ def watch(
                     timeout=timeout,
                     max_bytes=max_bytes or DEFAULT_MAX_BYTES,
                     progress=bar,
+                    allow_private=allow_private or None,
                 )
             finally:
                 bar.close()

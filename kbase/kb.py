@@ -164,17 +164,21 @@ class KnowledgeBase:
         max_bytes: int = DEFAULT_MAX_BYTES,
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[PollProgress], None] | None = None,
+        allow_private: bool | None = None,
     ) -> PollReport:
         """Fetch every subscribed feed once (a conditional request: an unchanged feed
         costs no parse and no model call) and ingest what is new or updated, each
         document as :meth:`ingest` does, leaving out forgotten ones. One feed's
-        failure is recorded on it and the others go on."""
+        failure is recorded on it and the others go on. A feed on a loopback or
+        private address fails unless ``allow_private`` (None:
+        ``$KBASE_ALLOW_PRIVATE_URLS``)."""
         return feed_ops.poll(
             self.runtime,
             timeout=timeout,
             max_bytes=max_bytes,
             should_stop=should_stop,
             progress=progress,
+            allow_private=allow_private,
         )
 
     def watch(
@@ -186,6 +190,7 @@ class KnowledgeBase:
         timeout: float = 20.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
         progress: Callable[[PollProgress], None] | None = None,
+        allow_private: bool | None = None,
     ) -> int:
         """Poll each feed every ``every`` seconds (longer after failures, never
         before a server's Retry-After) until ``stop`` is set; a stop is seen between
@@ -198,6 +203,7 @@ class KnowledgeBase:
             timeout=timeout,
             max_bytes=max_bytes,
             progress=progress,
+            allow_private=allow_private,
         )
 
     # -- questions --------------------------------------------------------------------

@@ -37,9 +37,11 @@ PROXY_VARIABLES = (
 
 
 def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Talk to 127.0.0.1 directly, whatever proxies the environment names."""
+    """Talk to 127.0.0.1 directly, whatever proxies the environment names, with the
+    URL policy's loopback and private addresses allowed (KBASE_ALLOW_PRIVATE_URLS)."""
     for variable in PROXY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("KBASE_ALLOW_PRIVATE_URLS", "1")
 
 
 @contextmanager

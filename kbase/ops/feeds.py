@@ -160,10 +160,12 @@ def poll(
     max_bytes: int = DEFAULT_MAX_BYTES,
     should_stop: Callable[[], bool] | None = None,
     progress: PollProgressFn | None = None,
+    allow_private: bool | None = None,
 ) -> PollReport:
     """Fetch every subscribed feed (or those of ``urls``) once and ingest what is new
     or updated; see the module's docstring. ``should_stop`` is asked between feeds
-    and between documents."""
+    and between documents. A feed on a loopback or private address fails unless
+    ``allow_private`` (None: ``$KBASE_ALLOW_PRIVATE_URLS``)."""
     started = time.perf_counter()
     stop = should_stop or (lambda: False)
     report = PollReport()
@@ -187,7 +189,9 @@ def poll(
             if not held.enter_context(try_named_lock(rt.folder, rt.engine, f"feed:{feed.url}")):
                 result.status = "busy"
                 continue
-            one = _fetch(rt, feed, result, timeout=timeout, max_bytes=max_bytes)
+            one = _fetch(
+                rt, feed, result, timeout=timeout, max_bytes=max_bytes, allow_private=allow_private
+            )
             if one is not None:
                 fetched.append(one)
         if progress is not None and feeds:
@@ -198,7 +202,13 @@ def poll(
 
 
 def _fetch(
-    rt: Runtime, feed: Feed, result: FeedPoll, *, timeout: float, max_bytes: int
+    rt: Runtime,
+    feed: Feed,
+    result: FeedPoll,
+    *,
+    timeout: float,
+    max_bytes: int,
+    allow_private: bool | None,
 ) -> _Fetched | None:
     """Fetch and parse one feed; what is left to ingest (None: nothing, the outcome is
     recorded on the feed already)."""
@@ -210,6 +220,7 @@ def _fetch(
             last_modified=feed.last_modified,
             max_bytes=max_bytes,
             timeout=timeout,
+            allow_private=allow_private,
         )
     except RetryLater as exc:
         wait = None if exc.retry_after is None else min(exc.retry_after, MAX_WAIT)
@@ -313,6 +324,12 @@ def _ingest_all(
             report.interrupted = True
             _interrupted(rt, one.feed)
             continue
+        if ingested.failed:  # not stored: the feed is fetched in full next time, to retry
+            left_out = ", ".join(repr(d.doc_id) for d in ingested.failed[:5])
+            _failed(rt, one.feed, result, KbaseError(
+                f"{plural(len(ingested.failed), 'item')} not stored, the model's answers did "
+                f"not parse: {left_out}; the next poll retries them"))  # fmt: skip
+            continue
         result.status = "stored"
         _succeeded(rt, one.feed, result, one.answer)
 
@@ -415,6 +432,7 @@ def watch(
     timeout: float = 20.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: PollProgressFn | None = None,
+    allow_private: bool | None = None,
 ) -> int:
     """Poll the due feeds, sleep until the next one is due, and again, until ``stop``
     is set (it is asked between feeds and documents too, so a stop never leaves a
@@ -434,6 +452,7 @@ def watch(
                 max_bytes=max_bytes,
                 should_stop=stop.is_set,
                 progress=progress,
+                allow_private=allow_private,
             )
             polls += 1
             busy = {f.url for f, r in zip(due, report.feeds, strict=False) if r.status == "busy"}

@@ -53,6 +53,7 @@ def read_source(
     timeout: float = 20.0,
     stdin: BinaryIO | None = None,
     skip_bad: bool = False,
+    allow_private: bool | None = None,
 ) -> list[SourceDocument]:
     """All documents of one source, or an :class:`InputError` before any is returned.
 
@@ -66,7 +67,9 @@ def read_source(
     :data:`MAX_ID_CHARS` characters without control characters; NUL characters are
     dropped from texts, titles and URLs (see :func:`kbase.sources.fields.storable`).
     With ``skip_bad``, bad JSONL lines and unreadable files in a folder are logged to the
-    ``kbase`` logger and left out instead of failing the whole source.
+    ``kbase`` logger and left out instead of failing the whole source. URLs that
+    reach loopback or private addresses are refused unless ``allow_private`` (None:
+    ``$KBASE_ALLOW_PRIVATE_URLS``; see :mod:`kbase.sources.fetch`).
     """
     if max_bytes < 1:
         raise InputError(f"--max-bytes must be a positive number of bytes, not {max_bytes}")
@@ -80,7 +83,13 @@ def read_source(
         documents = _parse(_STDIN_NAME, STDIN_SPEC, data, kind, max_bytes, skip_bad=skip_bad)
     elif _HTTP.match(spec) or (is_url(spec) and not os.path.lexists(spec)):
         name = shown_url(spec)
-        documents = _read_url(spec, max_bytes=max_bytes, timeout=timeout, skip_bad=skip_bad)
+        documents = _read_url(
+            spec,
+            max_bytes=max_bytes,
+            timeout=timeout,
+            skip_bad=skip_bad,
+            allow_private=allow_private,
+        )
     elif os.path.isdir(spec):
         name = spec
         documents = _read_folder(spec, max_bytes=max_bytes, skip_bad=skip_bad)
@@ -95,8 +104,10 @@ def read_source(
     return documents
 
 
-def _read_url(url: str, *, max_bytes: int, timeout: float, skip_bad: bool) -> list[SourceDocument]:
-    download = fetch(url, max_bytes=max_bytes, timeout=timeout)
+def _read_url(
+    url: str, *, max_bytes: int, timeout: float, skip_bad: bool, allow_private: bool | None
+) -> list[SourceDocument]:
+    download = fetch(url, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private)
     name = shown_url(url)
     data = check_bytes(name, download.data, max_bytes)
     kind = kind_of_download(download.content_type, download.url, data)
@@ -211,6 +222,7 @@ def read_sources(
     timeout: float = 20.0,
     stdin: BinaryIO | None = None,
     skip_bad: bool = False,
+    allow_private: bool | None = None,
 ) -> list[SourceDocument]:
     """The documents of several sources read as one batch (one command), or an
     :class:`InputError` before any is returned.
@@ -228,5 +240,6 @@ def read_sources(
             timeout=timeout,
             stdin=stdin,
             skip_bad=skip_bad,
+            allow_private=allow_private,
         )
     return check_batch(documents)

@@ -5,41 +5,25 @@ The request sends the validators of the feed's last answer (``If-None-Match`` wi
 its ETag, ``If-Modified-Since`` with its Last-Modified); a ``304 Not Modified``
 answer has no body and is returned as such. Permanent redirects (301, 308) from
 the first request on are reported, so the caller can store the new address; 429
-and 503 answers raise :class:`RetryLater` with the server's Retry-After. Every
-address, redirects included, passes :func:`kbase.sources.fetch.check_url`, and the
-body is capped like :func:`kbase.sources.fetch.fetch`'s.
+and 503 answers raise :class:`RetryLater` with the server's Retry-After. The
+request itself is :func:`kbase.sources.fetch.request`'s: every address, redirects
+included, under the URL policy, and the body capped.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin
 
-import httpx
-
-from kbase.errors import FetchError, InputError
-
-# The body cap, the timeout message and the wording of network errors are fetch.py's
-# own (private there: one implementation of them, whatever fixes it gets).
-from kbase.sources.fetch import (
-    MAX_REDIRECTS,
-    USER_AGENT,
-    Download,
-    check_url,
-    describe_error,
-    read_capped,
-    timed_out,
-)
+from kbase.errors import FetchError
+from kbase.sources.fetch import Download, request
 from kbase.sources.messages import one_line, shown_url
 
 _ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, "
     "text/xml;q=0.9, */*;q=0.1"
 )
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _BUSY = frozenset({429, 503})
 
@@ -93,81 +77,53 @@ def fetch_if_changed(
     last_modified: str | None,
     max_bytes: int,
     timeout: float,
+    allow_private: bool | None = None,
 ) -> FeedAnswer:
     """GET ``url`` unless it is unchanged since the answer ``etag`` and
-    ``last_modified`` came with.
+    ``last_modified`` came with, under the URL policy of
+    :func:`kbase.sources.fetch.request` (``allow_private``: see there).
 
     ``timeout`` bounds each network step and the whole download, ``max_bytes`` the
-    body. Connection problems, timeouts and other non-2xx answers raise
-    :class:`FetchError`; 429 and 503 raise :class:`RetryLater`.
+    body. A refused address, connection problems, timeouts and other non-2xx
+    answers raise :class:`FetchError`; 429 and 503 raise :class:`RetryLater`.
     """
-    check_url(url)
-    shown = shown_url(url)
-    deadline = time.monotonic() + timeout
-    headers = {"User-Agent": USER_AGENT, "Accept": _ACCEPT}
+    headers = {"Accept": _ACCEPT}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    moved_to: str | None = None
-    permanent = True
-    try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, headers=headers) as client:
-            current = url
-            for _ in range(MAX_REDIRECTS + 1):
-                with client.stream("GET", current) as response:
-                    status = response.status_code
-                    if status in _REDIRECTS and "location" in response.headers:
-                        current = _redirect_target(shown, current, response.headers["location"])
-                        permanent = permanent and status in _PERMANENT
-                        if permanent:
-                            moved_to = current
-                        continue
-                    if status == 304:
-                        return FeedAnswer(
-                            None,
-                            response.headers.get("etag") or etag,
-                            response.headers.get("last-modified") or last_modified,
-                            moved_to,
-                        )
-                    if status in _BUSY:
-                        wait = retry_after_seconds(response.headers.get("retry-after"))
-                        asked = f"; it asks to wait {wait:g} s" if wait is not None else ""
-                        raise RetryLater(
-                            f"could not fetch {shown}: HTTP {status} "
-                            f"{one_line(response.reason_phrase, 60)}{asked}",
-                            wait,
-                        )
-                    if not 200 <= status < 300:
-                        reason = one_line(f"HTTP {status} {response.reason_phrase}", 80)
-                        raise FetchError(f"could not fetch {shown}: {reason}; check the address")
-                    data = read_capped(shown, response, max_bytes, deadline, timeout)
-                    return FeedAnswer(
-                        Download(current, data, response.headers.get("content-type")),
-                        response.headers.get("etag"),
-                        response.headers.get("last-modified"),
-                        moved_to,
-                    )
-    except httpx.TimeoutException:
-        raise timed_out(shown, timeout) from None
-    except httpx.InvalidURL as exc:
-        raise InputError(f"{shown} is not a valid URL ({one_line(exc)})") from None
-    except httpx.HTTPError as exc:
-        raise FetchError(
-            f"could not fetch {shown}: {describe_error(exc)}; check the address and your network"
-        ) from None
-    raise FetchError(
-        f"could not fetch {shown}: more than {MAX_REDIRECTS} redirects; check the address"
+    reply = request(
+        url, headers=headers, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private
+    )
+    moved_to = _moved_to(reply.hops)
+    shown = shown_url(url)
+    status = reply.status
+    if status == 304:
+        return FeedAnswer(
+            None,
+            reply.headers.get("etag") or etag,
+            reply.headers.get("last-modified") or last_modified,
+            moved_to,
+        )
+    if status in _BUSY:
+        wait = retry_after_seconds(reply.headers.get("retry-after"))
+        asked = f"; it asks to wait {wait:g} s" if wait is not None else ""
+        raise RetryLater(
+            f"could not fetch {shown}: HTTP {status} {one_line(reply.reason, 60)}{asked}", wait
+        )
+    if reply.data is None:
+        reason = one_line(f"HTTP {status} {reply.reason}", 80)
+        raise FetchError(f"could not fetch {shown}: {reason}; check the address")
+    return FeedAnswer(
+        reply.download(), reply.headers.get("etag"), reply.headers.get("last-modified"), moved_to
     )
 
 
-def _redirect_target(shown: str, current: str, location: str) -> str:
-    target = urljoin(current, location.strip())
-    try:
-        check_url(target)
-    except InputError as exc:
-        raise FetchError(
-            f"could not fetch {shown}: it redirects to {shown_url(target)}, which is refused "
-            f"({one_line(exc, 120)})"
-        ) from None
-    return target
+def _moved_to(hops: tuple[tuple[int, str], ...]) -> str | None:
+    """Where the leading permanent redirects (301, 308 in a row) led."""
+    moved_to = None
+    for status, target in hops:
+        if status not in _PERMANENT:
+            break
+        moved_to = target
+    return moved_to
