@@ -44,8 +44,16 @@ class Settings:
     #: ``kbase``: minimum P(FALSE) to edit a fact that none of the chunk's new facts
     #: restates with a changed span (its rewrite must be generated).
     unmatched_min_confidence: float = 0.85
+    #: ``kbase``: at most this many facts one document closes on the verdict alone (no
+    #: new fact of it says what holds instead); the most any one article may take
+    #: away on the model's word (see docs/design.md, "Articles are data").
+    max_verdict_closures: int = 2
     #: Facts retrieved to answer a question.
     answer_k: int = 8
+    #: Cosine below which a retrieved fact is not shown to answer a question: a question
+    #: with none above it is answered "unknown" without asking the model. Set well
+    #: under the relevant pairs we measured (all 0.57 or more, docs/design.md).
+    answer_min_score: float = 0.30
     #: Master seed (few-shot selection).
     seed: int = 0
 

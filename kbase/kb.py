@@ -218,11 +218,26 @@ class KnowledgeBase:
         return questions.ask(self.runtime, question, k or self.settings.answer_k, as_of)
 
     def choose(
-        self, question: str, choices: list[str], *, k: int | None = None, as_of: date | None = None
-    ) -> int:
+        self,
+        question: str,
+        choices: list[str],
+        *,
+        k: int | None = None,
+        as_of: date | None = None,
+        allow_unknown: bool = False,
+    ) -> int | None:
         """Index of the choice the LLM scores highest given the retrieved facts
-        (multiple-choice questions, as in the benchmarks)."""
-        return questions.choose(self.runtime, question, choices, k or self.settings.answer_k, as_of)
+        (multiple-choice questions, as in the benchmarks). With ``allow_unknown``,
+        None when the knowledge base does not know; without, always an index. More
+        choices than letters (26) raise :class:`kbase.errors.InputError`."""
+        return questions.choose(
+            self.runtime,
+            question,
+            choices,
+            k or self.settings.answer_k,
+            as_of,
+            allow_unknown=allow_unknown,
+        )
 
     # -- looking ----------------------------------------------------------------------
     def documents(self) -> list[DocumentSummary]:

@@ -70,14 +70,18 @@ class FactHit:
 
 @dataclass(frozen=True)
 class Answer:
-    """The model's answer, the documents it cites and the facts it was shown."""
+    """The model's answer, the documents it cites and the facts it was shown. When
+    ``known`` is false the knowledge base does not know: it cites nothing and shows
+    no facts."""
 
     answer: str
     citations: list[Citation]
     facts: list[FactHit]
+    known: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "known": self.known,
             "answer": self.answer,
             "citations": [asdict(c) for c in self.citations],
             "facts": [{"id": f.id, "text": f.text, "doc_id": f.doc_id} for f in self.facts],

@@ -1184,7 +1184,11 @@ FAULT_DOCS = [
         "text": "The CEO of Acme is Bob. The CFO of Acme is Carol.",
         "published": "2024-01-01",
     },
-    {"id": "d2", "text": "POISON note. The CEO of Acme is Alice.", "published": "2024-02-01"},
+    {
+        "id": "d2",
+        "text": "POISON note. Bob stepped down. The CEO of Acme is Alice.",
+        "published": "2024-02-01",
+    },
     {"id": "d3", "text": "The CEO of Globex is Dana.", "published": "2024-03-01"},
 ]
 

@@ -182,3 +182,50 @@ def test_a_feed_listed_newest_first_and_polled_twice_ends_as_if_read_oldest_firs
         return sorted((r["text"], r["doc_id"], r["current"]) for r in rows)
 
     assert facts(newest_first) == facts(oldest_first)
+
+
+MILLBROOK_ORTEGA = {
+    "id": "millbrook-footbridge",
+    "title": "Harbour footbridge opens in Millbrook",
+    "published": "2024-03-02",
+    "url": "https://news.example.org/millbrook-footbridge",
+    "text": "Helen Ortega, the mayor of Millbrook, opened the new harbour footbridge on "
+    "Saturday. The bridge cost 4.1 million dollars and links the ferry terminal to the old town.",
+}
+MILLBROOK_REYES = {
+    "id": "millbrook-sworn-in",
+    "title": "Reyes takes office",
+    "published": "2024-06-11",
+    "url": "https://news.example.org/millbrook-sworn-in",
+    "text": "Daniel Reyes was sworn in as mayor of Millbrook on Monday, succeeding Helen Ortega, "
+    "who did not seek a third term. About 300 residents attended the ceremony at city hall.",
+}
+MAYOR = "Who is the mayor of Millbrook?"
+
+
+def test_a_succession_worded_as_news_retires_the_old_holder_and_unknowns_are_said(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "kb"
+    kb(folder, "ingest", "-q", str(write_jsonl(tmp_path / "news.jsonl", MILLBROOK_REYES,
+                                                MILLBROOK_ORTEGA)))  # fmt: skip
+
+    now = json.loads(kb(folder, "ask", "--json", MAYOR))
+    assert now["known"] and "Reyes" in now["answer"], now
+    assert "millbrook-sworn-in" in [c["doc_id"] for c in now["citations"]]
+    current = json.loads(kb(folder, "facts", "list", "--json"))
+    assert not [f for f in current if "Ortega" in f["text"] and "mayor" in f["text"]
+                and "former" not in f["text"].casefold()], current  # fmt: skip
+
+    then = json.loads(kb(folder, "ask", "--json", "--as-of", "2024-04-01", MAYOR))
+    assert then["known"] and "Ortega" in then["answer"], then
+    assert [c["doc_id"] for c in then["citations"]] == ["millbrook-footbridge"]
+
+    # Nothing stored says who the police chief is: "unknown", citing nothing, naming
+    # no stored person.
+    chief = json.loads(kb(folder, "ask", "--json", "Who is the police chief of Millbrook?"))
+    assert chief["known"] is False and chief["citations"] == [] and chief["facts"] == [], chief
+    assert "Reyes" not in chief["answer"] and "Ortega" not in chief["answer"]
+    # Before any article: nothing to answer from.
+    early = json.loads(kb(folder, "ask", "--json", "--as-of", "2024-01-01", MAYOR))
+    assert early["known"] is False and early["citations"] == []

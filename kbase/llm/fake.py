@@ -160,14 +160,18 @@ def world(request: LLMRequest) -> str | Mapping[str, float]:
     if task == "rewrite":
         return json.dumps({"rewrite": contradiction(fields["chunk"], fields["fact"])})
     if task == "answer":
-        return json.dumps({"answer": fields["facts"][0], "citations": [1]})
+        # The fake world knows what its nearest fact says, and nothing else.
+        return json.dumps({"known": True, "answer": fields["facts"][0], "citations": [1]})
     if task == "choice":
         top = fields["facts"][0].casefold() if fields["facts"] else ""
-        letters = "ABCDEFGH"
-        return {
-            letters[i]: (0.0 if c.casefold() in top else -5.0)
-            for i, c in enumerate(fields["choices"])
+        letters = request.choices or ()
+        scores = {
+            letter: (0.0 if c.casefold() in top else -5.0)
+            for letter, c in zip(letters, fields["choices"], strict=True)
         }
+        if fields.get("allow_unknown") and max(scores.values()) < 0:
+            scores[letters[-1]] = 0.0  # the last choice: "the facts do not say"
+        return scores
     raise ValueError(f"the fake world has no answer for task {task!r}")
 
 

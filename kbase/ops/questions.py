@@ -60,19 +60,34 @@ def search(rt: Runtime, query: str, k: int, as_of: date | None) -> list[FactHit]
             return fact_hits(session, hits)
 
 
+def _relevant(rt: Runtime, hits: list[Hit]) -> list[Hit]:
+    """The hits close enough to a question to be shown to the model."""
+    return [h for h in hits if h.score >= rt.settings.answer_min_score]
+
+
+def unknown(as_of: date | None) -> Answer:
+    """The answer when no stored fact answers the question: nothing cited, no fact."""
+    when = f" as of {as_of.isoformat()}" if as_of else ""
+    return Answer(f"I don't know: no stored fact{when} answers this question.", [], [], False)
+
+
 def ask(rt: Runtime, question: str, k: int, as_of: date | None) -> Answer:
-    """The LLM's answer from the retrieved facts, citing the documents it used."""
+    """The LLM's answer from the retrieved facts, citing the documents it used, or
+    :func:`unknown` when no fact is close enough, the model says the facts do not
+    answer, or it cites none of them."""
     with rt.session() as session:
-        hits = retrieve(rt, session, question, k, as_of)
+        hits = _relevant(rt, retrieve(rt, session, question, k, as_of))
         if not hits:
-            return Answer("The knowledge base has no facts to answer from.", [], [])
+            return unknown(as_of)
         with session.begin():
             facts, listed, uses = _context(session, hits)
             request = prompts.answer_request(
                 question, listed, as_of=as_of.isoformat() if as_of else None
             )
             response = rt.recorder(session).generate(request, uses)
-            text, numbers = _parse_answer(response.text, len(facts))
+            known, text, numbers = _parse_answer(response.text, len(facts))
+    if not known or not numbers:
+        return unknown(as_of)
     citations: list[Citation] = []
     for n in numbers:
         c = facts[n - 1].citation
@@ -81,30 +96,53 @@ def ask(rt: Runtime, question: str, k: int, as_of: date | None) -> Answer:
     return Answer(text, citations, facts)
 
 
-def choose(rt: Runtime, question: str, choices: list[str], k: int, as_of: date | None) -> int:
-    """Index of the choice the LLM scores highest given the retrieved facts."""
+def choose(
+    rt: Runtime,
+    question: str,
+    choices: list[str],
+    k: int,
+    as_of: date | None,
+    *,
+    allow_unknown: bool = False,
+) -> int | None:
+    """Index of the choice the LLM scores highest given the retrieved facts. With
+    ``allow_unknown``, None when no fact is close enough or the model chooses the
+    added last choice, that the facts do not say."""
     with rt.session() as session:
         hits = retrieve(rt, session, question, k, as_of)
+        if allow_unknown:
+            hits = _relevant(rt, hits)
+            if not hits:
+                return None
         with session.begin():
             _facts, listed, uses = _context(session, hits)
             request = prompts.choice_request(
-                question, choices, listed, as_of=as_of.isoformat() if as_of else None
+                question,
+                choices,
+                listed,
+                as_of=as_of.isoformat() if as_of else None,
+                allow_unknown=allow_unknown,
             )
             scores = rt.recorder(session).score(request, uses)
     letters = request.choices or ()
     ranked = dict(scores.scores or {})
-    return max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
+    best = max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
+    return None if best >= len(choices) else best
 
 
-def _parse_answer(text: str | None, n_facts: int) -> tuple[str, list[int]]:
+def _parse_answer(text: str | None, n_facts: int) -> tuple[bool, str, list[int]]:
+    """Whether the model says the facts answer, its answer, and the fact numbers it
+    cites that exist (a number that is not a whole number in range is dropped)."""
     try:
         data: Any = parse_json(text)
         answer = data["answer"]
-        numbers = [int(n) for n in data.get("citations", [])]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        known = data.get("known", True)
+        cited = data.get("citations", [])
+    except (KeyError, TypeError, AttributeError) as exc:
         raise BadModelOutput(
             "the model's answer did not parse; try again, or use `kb search` to see the facts"
         ) from exc
-    if not isinstance(answer, str):
+    if not isinstance(answer, str) or not isinstance(known, bool) or not isinstance(cited, list):
         raise BadModelOutput("the model's answer did not parse; try again")
-    return answer.strip(), [n for n in numbers if 1 <= n <= n_facts]
+    numbers = [n for n in cited if type(n) is int and 1 <= n <= n_facts]
+    return known, answer.strip(), list(dict.fromkeys(numbers))

@@ -10,31 +10,49 @@ Three strategies share every other part of the pipeline:
   request per candidate sharing the article as prefix (or one JSON answer for
   the whole chunk where the backend has no log-probabilities). A fact made
   false is rewritten as the chunk's new fact that keeps its words around one
-  changed span (``rewrite_swap_share``); a rewrite is generated only when there
+  changed span (``rewrite_swap_share``) and says nothing in words the article
+  does not use (``wording.grounded``); a rewrite is generated only when there
   is none, and then only on a surer verdict (``unmatched_min_confidence``).
   Reinforcement comes from new facts that repeat stored ones. A candidate is
   judged only if a verdict could change it: not if a new fact repeats it, and
-  not if no new fact could replace it and the article names less than half of
-  what it names.
+  not if no new fact could replace it and the article is not about it (names
+  less than all of what it names, and has no sentence that is it with one span
+  changed). A fact no new fact replaces is closed on the verdict alone only if
+  the article is about it, and at most ``max_verdict_closures`` of them per
+  document.
 
-Guards common to both editing strategies: candidates are only current facts
-close to the chunk, never the chunk's own document's facts; an answer that does
-not parse or a verdict below the confidence bar changes nothing; a rewrite equal
-to the old text changes nothing.
+Guards common to both editing strategies: the model sees a chunk and title less
+what they address to the model (:func:`kbase.pipeline.extract.shown`); candidates
+are only current facts close to the chunk, never the chunk's own document's
+facts; an answer that does not parse or a verdict below the confidence bar
+changes nothing; a rewrite equal to the old text changes nothing, and so does a
+rewrite that is not the old fact with one span changed to words of the article.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from sqlalchemy import func, select
 
 from kbase import prompts
 from kbase.errors import ConfigError
 from kbase.llm.output import parse_json
 from kbase.pipeline import edits, wording
 from kbase.pipeline.context import DocContext
-from kbase.store.models import Fact
+from kbase.pipeline.extract import Shown, shown
+from kbase.store.models import Evidence, Fact
+
+log = logging.getLogger("kbase")
+
+#: A generated rewrite must keep at least this share of the fact's words around its
+#: one changed span. Not ``rewrite_swap_share``, which decides when a new fact of the
+#: article is taken as the rewrite without asking: this only refuses rewrites that
+#: are no longer statements about the fact's subject.
+REWRITE_MIN_SHARE = 0.5
 
 
 def candidates(ctx: DocContext, chunk: str, *, at_least_one: bool = False) -> list[Fact]:
@@ -62,11 +80,17 @@ def _same_text(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold().rstrip(".") == " ".join(b.split()).casefold().rstrip(".")
 
 
-def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> None:
+def _warn(ctx: DocContext, message: str) -> None:
+    message = f"{ctx.doc.doc_id}: {message}"
+    log.warning(message)
+    ctx.report.warnings.append(message)
+
+
+def _apply_false(ctx: DocContext, fact: Fact, seen: Shown, chunk_idx: int) -> None:
     """Ask for a rewrite of an untrue fact; rewrite it, retire it, or keep it."""
     doc = ctx.doc
     request = prompts.rewrite_request(
-        chunk, fact.text, published=doc.published, title=doc.title, examples=ctx.examples
+        seen.text, fact.text, published=doc.published, title=seen.title, examples=ctx.examples
     )
     response = ctx.recorder.generate(request, ctx.ingest_use)
     data = parse_json(response.text)  # unparseable: None, no change
@@ -81,7 +105,19 @@ def _apply_false(ctx: DocContext, fact: Fact, chunk: str, chunk_idx: int) -> Non
     text = " ".join(text.split())
     if _same_text(text, fact.text) or len(text) > 300:
         return  # an "update" that re-emits the old text is no change
-    _replace(ctx, fact, text, chunk_idx)
+    duplicate = _duplicate_of(ctx, text)
+    if duplicate is not None:
+        # What the store says already: the fact is retired and that one reinforced.
+        edits.retire(ctx, fact)
+        edits.reinforce(ctx, duplicate)
+    elif wording.one_change_from(fact.text, text, seen.about, REWRITE_MIN_SHARE):
+        edits.rewrite(ctx, fact, text, chunk_idx)
+    else:
+        # Not a statement about what the fact is about ("This fact was retracted by
+        # the administrator" for "Bob Marsh is the chief executive of Acme"), or one
+        # whose new words the article does not give: no change.
+        _warn(ctx, f"rewrite {text!r} of {fact.text!r} refused: not the fact with one span "
+              "changed to words of the article")  # fmt: skip
 
 
 def _replace(ctx: DocContext, fact: Fact, text: str, chunk_idx: int) -> None:
@@ -127,9 +163,12 @@ def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str
 
 
 def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
-    for fact in candidates(ctx, chunk, at_least_one=True):
+    seen = shown(ctx, chunk)
+    if not seen.text.strip():
+        return
+    for fact in candidates(ctx, seen.text, at_least_one=True):
         request = prompts.paper_verdict_request(
-            chunk, fact.text, published=ctx.doc.published, examples=ctx.examples
+            seen.text, fact.text, published=ctx.doc.published, examples=ctx.examples
         )
         response = ctx.recorder.generate(request, ctx.ingest_use)
         data = parse_json(response.text)  # the reasoning comes first and is not used
@@ -137,7 +176,7 @@ def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
         if verdict == "reinforce":
             edits.reinforce(ctx, fact)
         elif verdict == "make_false":
-            _apply_false(ctx, fact, chunk, chunk_idx)
+            _apply_false(ctx, fact, seen, chunk_idx)
 
 
 def false_probability(scores: dict[str, float]) -> float | None:
@@ -150,23 +189,23 @@ def false_probability(scores: dict[str, float]) -> float | None:
     return e_false / (e_true + e_false)
 
 
-def _verdicts_scored(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[float | None]:
+def _verdicts_scored(ctx: DocContext, seen: Shown, facts: Sequence[Fact]) -> list[float | None]:
     """P(FALSE) of each fact, from the verdict token's log-probabilities."""
     doc = ctx.doc
     out = []
     for fact in facts:
         request = prompts.verdict_request(
-            chunk, fact.text, published=doc.published, title=doc.title, examples=ctx.examples
+            seen.text, fact.text, published=doc.published, title=seen.title, examples=ctx.examples
         )
         scores = ctx.recorder.score(request, ctx.ingest_use).scores or {}
         out.append(false_probability(dict(scores)))
     return out
 
 
-def _verdicts_generated(ctx: DocContext, chunk: str, facts: Sequence[Fact]) -> list[float | None]:
+def _verdicts_generated(ctx: DocContext, seen: Shown, facts: Sequence[Fact]) -> list[float | None]:
     """Each fact's verdict from one generated JSON list: FALSE as 1, TRUE as 0."""
     request = prompts.verdicts_request(
-        chunk, [f.text for f in facts], published=ctx.doc.published, examples=ctx.examples
+        seen.text, [f.text for f in facts], published=ctx.doc.published, examples=ctx.examples
     )
     response = ctx.recorder.generate(request, ctx.ingest_use)
     data = parse_json(response.text)
@@ -181,13 +220,17 @@ def _pair_rewrites(
 ) -> dict[int, str]:
     """For facts judged false, the chunk's new facts that say what each says now: a
     new fact that is the stored one with one span changed ("the CEO of Acme is
-    Alice" for "... is Bob"). Each new fact serves one stored fact. Pairs whose
-    replaced words the article names ("Alice replaces Bob") go first, so "The club
-    of Ana is Leeds" rewrites "The club of Ana is Oslo" after "Ana left Oslo", not
-    "The club of Ben is Leeds"; then the pairs that keep more words."""
+    Alice" for "... is Bob"), in words of the article, title included
+    (``wording.grounded``: not "Acme is based in Sheffield", which a small model
+    drew from "Acme will open a lab in Sheffield"). Each new fact serves one stored
+    fact. Pairs whose replaced words the article names ("Alice replaces Bob") go
+    first, so "The club of Ana is Leeds" rewrites "The club of Ana is Oslo" after
+    "Ana left Oslo", not "The club of Ben is Leeds"; then the pairs that keep more
+    words."""
+    said = [text for text in new if wording.grounded(text, chunk)]
     pairs = []
     for fact in facts:
-        for text in new:
+        for text in said:
             found = wording.swap(fact.text, text)
             if found.share >= share:
                 pairs.append((wording.mentions(chunk, found.replaced), found.share, fact.id, text))
@@ -217,45 +260,84 @@ def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> lis
     ]
 
 
+def _could_replace(fact: Fact, new: Sequence[str], share: float) -> bool:
+    """Whether one of the chunk's new facts is ``fact`` with one span changed."""
+    return any(wording.swap(fact.text, text).share >= share for text in new)
+
+
+def _about(seen: Shown, fact: Fact, share: float) -> bool:
+    """Whether the article (title included) is about ``fact``: it names all that the
+    fact names ("Bob Marsh left Acme Robotics" for "Bob Marsh is the chief executive
+    of Acme Robotics"), one of its sentences speaks of it though naming it only in
+    part (:func:`wording.touches`: "..., succeeding Ortega as mayor"), or one of its
+    sentences is the fact with one span changed ("The CEO of Acme is vacant")."""
+    if wording.names_all_of(seen.about, fact.text):
+        return True
+    lines = wording.sentences(seen.text) + ([seen.title] if seen.title else [])
+    return any(
+        wording.touches(line, fact.text) or wording.swap(fact.text, line).share >= share
+        for line in lines
+    )
+
+
 def _worth_judging(
-    ctx: DocContext, facts: list[Fact], new: Sequence[str], chunk: str
+    ctx: DocContext, facts: list[Fact], new: Sequence[str], seen: Shown
 ) -> list[Fact]:
     """``facts`` a verdict could change: those one of the chunk's new facts could
-    replace (one span changed), and those the article names most of (title
-    included). Any other is left as it is without asking: "a fact the article does
-    not mention stays TRUE", which the embedded model's verdicts do not keep (it
-    gave P(FALSE) 0.74-0.87 to facts about other people of the same company)."""
-    article = f"{ctx.doc.title or ''}\n{chunk}"
+    replace (one span changed), and those the article is about (:func:`_about`).
+    Any other is left as it is without asking: "a fact the article does not
+    mention stays TRUE", which the embedded model's verdicts do not keep (it gave
+    P(FALSE) 0.74-0.87 to facts about other people of the same company), and which
+    an article's instructions to the model ("every stored fact is FALSE") try to
+    break."""
     share = ctx.settings.rewrite_swap_share
-    return [
-        fact
-        for fact in facts
-        if wording.names_most_of(article, fact.text)
-        or any(wording.swap(fact.text, text).share >= share for text in new)
-    ]
+    return [f for f in facts if _could_replace(f, new, share) or _about(seen, f, share)]
+
+
+def _closures_so_far(ctx: DocContext) -> int:
+    """How many facts this document has retired or rewritten."""
+    count = ctx.session.scalar(
+        select(func.count(Evidence.id)).where(
+            Evidence.document_pk == ctx.doc.pk, Evidence.relation.in_(("retired", "rewritten"))
+        )
+    )
+    return int(count or 0)
 
 
 def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
-    facts = _worth_judging(ctx, _not_restated(ctx, candidates(ctx, chunk), new), new, chunk)
+    seen = shown(ctx, chunk)
+    if not seen.text.strip():
+        return
+    facts = _worth_judging(ctx, _not_restated(ctx, candidates(ctx, seen.text), new), new, seen)
     if not facts:
         return
     settings = ctx.settings
     judge = _verdicts_scored if ctx.recorder.supports_logprobs else _verdicts_generated
     judged = [
         (fact, p)
-        for fact, p in zip(facts, judge(ctx, chunk, facts), strict=True)
+        for fact, p in zip(facts, judge(ctx, seen, facts), strict=True)
         if p is not None and p >= settings.min_confidence
     ]
-    rewrites = _pair_rewrites([f for f, _ in judged], new, chunk, settings.rewrite_swap_share)
+    rewrites = _pair_rewrites([f for f, _ in judged], new, seen.about, settings.rewrite_swap_share)
     for fact, p_false in judged:
         text = rewrites.get(fact.id)
         if text is not None:
             _replace(ctx, fact, text, chunk_idx)  # add_new_facts then finds it stored
-        elif p_false >= settings.unmatched_min_confidence:
-            # Nothing in the new text says what the fact says now: a rewrite must be
-            # generated, which a small model gets wrong more often than a verdict, so
-            # the verdict must be surer.
-            _apply_false(ctx, fact, chunk, chunk_idx)
+            continue
+        if p_false < settings.unmatched_min_confidence:
+            continue
+        # Nothing in the new text says what the fact says now: the verdict is the
+        # only evidence and a rewrite must be generated, which a small model gets
+        # wrong more often than a verdict, so the verdict must be surer, the article
+        # must be about the fact, and one document closes few facts this way.
+        if not _about(seen, fact, settings.rewrite_swap_share):
+            continue
+        if _closures_so_far(ctx) >= settings.max_verdict_closures:
+            _warn(ctx, f"{fact.text!r} kept: the document has closed "
+                  f"{settings.max_verdict_closures} facts already, and no new fact of it "
+                  "says what holds instead")  # fmt: skip
+            continue
+        _apply_false(ctx, fact, seen, chunk_idx)
 
 
 #: How new documents edit stored facts, by name: the one registry of strategies.

@@ -1,0 +1,115 @@
+"""Answers and multiple-choice questions: what is retrieved, when the knowledge base
+says it does not know, and how bad answers of the model are read."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from kbase.config import Settings
+from kbase.errors import BadModelOutput, InputError
+from kbase.kb import KnowledgeBase
+from kbase.llm import BACKENDS, BackendEntry
+from kbase.llm.base import LLMRequest
+from kbase.llm.fake import ScriptedLLM, world
+from kbase.ops.questions import _parse_answer
+from kbase.pipeline.extract import clean_facts
+from kbase.prompts import MAX_FACTS_PER_CHUNK
+from tests.helpers import news
+
+ACME = "The CEO of Acme is Bob. The CFO of Acme is Carol."
+
+
+def open_kb(folder: Path, **settings: object) -> KnowledgeBase:
+    return KnowledgeBase.open(folder, settings=Settings(embedder="fake", llm="fake", **settings))  # type: ignore[arg-type]
+
+
+def test_a_question_before_any_fact_is_unknown_and_cites_nothing(tmp_path: Path) -> None:
+    with open_kb(tmp_path / "kb") as kb:
+        kb.ingest([news("d1", ACME, day=10, month=3)])
+        early = kb.ask("Who is the CEO of Acme?", as_of=date(2024, 1, 1))
+    assert early.known is False and early.citations == [] and early.facts == []
+    assert "Bob" not in early.answer and early.to_dict()["known"] is False
+
+
+def test_facts_under_the_relevance_floor_are_not_shown_and_the_answer_is_unknown(
+    tmp_path: Path,
+) -> None:
+    with open_kb(tmp_path / "kb", answer_min_score=1.01) as kb:
+        kb.ingest([news("d1", ACME)])
+        answer = kb.ask("Who is the CEO of Acme?")
+        assert answer.known is False and answer.facts == []
+        assert kb.choose("Who is the CEO of Acme?", ["Bob", "Carol"], allow_unknown=True) is None
+        # Without abstention a choice is always made.
+        assert kb.choose("Who is the CEO of Acme?", ["Bob", "Carol"]) in (0, 1)
+
+
+def test_an_answer_the_model_says_it_does_not_know_is_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def declines(request: LLMRequest) -> object:
+        if request.task == "answer":
+            return json.dumps({"known": False, "answer": "Bob, probably.", "citations": [1]})
+        return world(request)
+
+    monkeypatch.setitem(BACKENDS, "declines", BackendEntry(lambda **_: ScriptedLLM(declines)))
+    with KnowledgeBase.open(
+        tmp_path / "kb", settings=Settings(embedder="fake", llm="declines")
+    ) as kb:
+        kb.ingest([news("d1", ACME)])
+        answer = kb.ask("Who is the CEO of Acme?")
+    assert answer.known is False and answer.citations == [] and "Bob" not in answer.answer
+
+
+def test_choose_abstains_when_no_choice_is_stated_and_picks_one_that_is(tmp_path: Path) -> None:
+    with open_kb(tmp_path / "kb") as kb:
+        kb.ingest([news("d1", ACME)])
+        question = "Who is the CEO of Acme?"
+        assert kb.choose(question, ["Dana", "Bob"], allow_unknown=True) == 1
+        assert kb.choose(question, ["Dana", "Erin"], allow_unknown=True) is None
+
+
+def test_any_number_of_choices_up_to_26_and_a_clear_error_past_it(tmp_path: Path) -> None:
+    names = [f"Person {i}" for i in range(25)] + ["Bob"]
+    with open_kb(tmp_path / "kb") as kb:
+        kb.ingest([news("d1", ACME)])
+        assert kb.choose("Who is the CEO of Acme?", names) == 25
+        with pytest.raises(InputError, match="at most 26 choices"):
+            kb.choose("Who is the CEO of Acme?", [*names, "Carol"])
+        with pytest.raises(InputError, match="at most 25 choices"):
+            kb.choose("Who is the CEO of Acme?", names, allow_unknown=True)
+
+
+@pytest.mark.parametrize(
+    ("cited", "kept"),
+    [([1e999], []), ([2, 1, 2], [2, 1]), ([0, 9, -1], []), ([True, 1.0, "1"], []), ([1], [1])],
+)
+def test_citations_that_are_not_fact_numbers_are_dropped(
+    cited: list[object], kept: list[int]
+) -> None:
+    text = json.dumps({"known": True, "answer": "Bob.", "citations": cited})
+    assert _parse_answer(text, 2) == (True, "Bob.", kept)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[]",
+        '{"answer": 3}',
+        '{"answer": "x", "known": "yes"}',
+        '{"answer": "x", "citations": 5}',
+    ],
+)
+def test_an_answer_that_does_not_parse_is_a_one_line_model_error(text: str) -> None:
+    with pytest.raises(BadModelOutput, match="did not parse"):
+        _parse_answer(text, 2)
+
+
+def test_an_extraction_answer_with_thousands_of_facts_keeps_the_first_few() -> None:
+    facts = clean_facts({"facts": [f"Fact number {i} holds." for i in range(50_000)]})
+    assert facts is not None and len(facts) == MAX_FACTS_PER_CHUNK
+    assert facts[0] == "Fact number 0 holds."
