@@ -502,6 +502,10 @@ def main(argv: list[str] | None = None) -> None:
                     changes=changes,
                     abstention_cost=strategy in ABSTENTION_COST[args.abstention_cost],
                 )
+                # A long run keeps what it has: each strategy's results once it ends.
+                report.write_json(
+                    args.json.with_suffix(".partial.json"), {**data, "strategies": results}
+                )
     finally:
         models.close()
     data["machine"]["load_average_1m_at_end"] = report.load_average()
