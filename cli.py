@@ -857,10 +857,18 @@ def verify(opts: Options, deep: bool, as_json: bool) -> None:
     "--max-bytes",
     type=click.IntRange(1),
     default=None,
-    help="Largest request body accepted (default 20 MiB).",
+    help="Largest request body or URL download accepted (default 20 MiB).",
 )
+@allow_private_option
 @pass_options
-def serve(opts: Options, host: str, port: int, token: str | None, max_bytes: int | None) -> None:
+def serve(
+    opts: Options,
+    host: str,
+    port: int,
+    token: str | None,
+    max_bytes: int | None,
+    allow_private: bool,
+) -> None:
     """Serve the knowledge base over HTTP with the models loaded once: a JSON API
     (schema at /openapi.json), the MCP tools at /mcp and a web page at /."""
     from kbase.server.run import check_binding, serve_http
@@ -868,7 +876,12 @@ def serve(opts: Options, host: str, port: int, token: str | None, max_bytes: int
     from kbase.sources.base import DEFAULT_MAX_BYTES
 
     check_binding(host, token)  # before any model loads
-    service = Service.open(opts.kb, database_url=opts.db, overrides=opts.overrides)
+    service = Service.open(
+        opts.kb,
+        database_url=opts.db,
+        overrides=opts.overrides,
+        allow_private_urls=allow_private or None,
+    )
     click.echo(f"Loading the models, then serving {service.writer.folder} ...", err=True)
     try:
         serve_http(
@@ -883,14 +896,20 @@ def serve(opts: Options, host: str, port: int, token: str | None, max_bytes: int
 
 
 @cli.command()
+@allow_private_option
 @pass_options
-def mcp(opts: Options) -> None:
+def mcp(opts: Options, allow_private: bool) -> None:
     """Serve the MCP tools (ask, search, ingest, forget, history, feeds) over stdin
     and stdout, for an agent that starts `kb mcp` itself."""
     from kbase.server.run import serve_stdio
     from kbase.server.service import Service
 
-    service = Service.open(opts.kb, database_url=opts.db, overrides=opts.overrides)
+    service = Service.open(
+        opts.kb,
+        database_url=opts.db,
+        overrides=opts.overrides,
+        allow_private_urls=allow_private or None,
+    )
     try:
         serve_stdio(service)
     finally:

@@ -4,8 +4,9 @@ at ``/``.
 
 Every answer is the JSON ``kb ... --json`` prints for the same request; every
 error is ``{"error": one line}`` with a 4xx or 5xx status, never a traceback.
-Ingesting by URL is not offered yet: the URL fetcher is being hardened against
-hostile input first (SSRF: loopback and private addresses).
+URLs (ingest by URL, feeds) are fetched under the URL policy of
+:mod:`kbase.sources.fetch`: http(s) only, and no loopback or private address
+unless the server allows them, with the download capped like the request body.
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ from kbase.server.models import (
     DocumentOut,
     ErrorOut,
     FactOut,
+    FeedsChangeOut,
+    FeedsIn,
     FeedsOut,
     ForgetReceipt,
     HealthOut,
     HistoryOut,
     IngestOut,
+    PollOut,
     SearchOut,
     StatsOut,
+    UrlIn,
     package_version,
     source_documents,
 )
@@ -230,10 +235,17 @@ def _add_routes(app: FastAPI, service: Service, max_body_bytes: int) -> None:
     async def ingest(
         documents: Annotated[list[DocumentIn], Body(description="The documents to store.")],
     ) -> IngestOut:
-        """Store documents, each at its place in publication order (ingest by URL is
-        not offered yet)."""
+        """Store documents, each at its place in publication order."""
         parsed = source_documents(documents, max_chars=max_body_bytes)
         return IngestOut.of((await service.ingest(parsed)).to_dict())
+
+    @app.post("/documents/url", response_model=IngestOut, tags=["documents"])
+    async def ingest_url(request: UrlIn) -> IngestOut:
+        """Fetch a URL (a feed, a page, text or JSONL) and store its documents, as
+        `kb ingest URL` does: http(s) only, no loopback or private address unless
+        the server allows them, at most the request-body limit downloaded."""
+        report = await service.ingest_url(request.url, doc_id=request.id, max_bytes=max_body_bytes)
+        return IngestOut.of(report.to_dict())
 
     @app.get("/documents", response_model=list[DocumentOut], tags=["documents"])
     async def documents() -> list[DocumentOut]:
@@ -270,9 +282,26 @@ def _add_routes(app: FastAPI, service: Service, max_body_bytes: int) -> None:
 
     @app.get("/feeds", response_model=FeedsOut, tags=["feeds"])
     async def feeds() -> FeedsOut:
-        """Every subscribed feed, with its last fetch, last new item and errors
-        (subscribing and polling: `kb feeds add`, `kb poll`)."""
+        """Every subscribed feed, with its last fetch, last new item and errors."""
         return FeedsOut.of({"feeds": [f.to_dict() for f in await service.feeds()]})
+
+    @app.post("/feeds", response_model=FeedsChangeOut, tags=["feeds"])
+    async def subscribe(request: FeedsIn) -> FeedsChangeOut:
+        """Subscribe to feeds (`kb feeds add`); polling fetches them."""
+        return FeedsChangeOut.of((await service.subscribe(request.urls)).to_dict())
+
+    @app.delete("/feeds", response_model=FeedsChangeOut, tags=["feeds"])
+    async def unsubscribe(
+        url: Annotated[list[str], Query(min_length=1, description="A feed's address.")],
+    ) -> FeedsChangeOut:
+        """Unsubscribe from feeds (`kb feeds rm`); the documents they gave stay."""
+        return FeedsChangeOut.of((await service.unsubscribe(url)).to_dict())
+
+    @app.post("/feeds/poll", response_model=PollOut, tags=["feeds"])
+    async def poll() -> PollOut:
+        """Fetch every subscribed feed once and ingest what is new or updated
+        (`kb poll`); one feed's failure is reported on it and the others go on."""
+        return PollOut.of((await service.poll(max_bytes=max_body_bytes)).to_dict())
 
     @app.get("/stats", response_model=StatsOut, response_model_exclude_unset=True, tags=["status"])
     async def stats(

@@ -1,7 +1,7 @@
 """The MCP server (the official ``mcp`` SDK): the knowledge base as tools for agents.
 
-Tools: ``ask``, ``search``, ``ingest``, ``forget``, ``history`` and ``feeds`` (the
-subscriptions; subscribing and polling are the CLI's), with typed
+Tools: ``ask``, ``search``, ``ingest`` (documents, or a URL under the URL
+policy), ``forget``, ``history`` and ``feeds`` (list, add, remove, poll), with typed
 inputs and outputs (the output schemas are the API's models, so a tool gives what
 the matching endpoint gives), answers carrying their citations (document ids,
 titles, urls, dates). ``kb mcp`` serves them over stdio; ``kb serve`` at ``/mcp``
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -27,10 +27,12 @@ from kbase.errors import KbaseError
 from kbase.server.models import (
     AnswerOut,
     DocumentIn,
-    FeedsOut,
+    FeedsChangeOut,
+    FeedsToolOut,
     ForgetReceipt,
     HistoryOut,
     IngestOut,
+    PollOut,
     SearchOut,
     package_version,
     source_documents,
@@ -45,8 +47,8 @@ INSTRUCTIONS = (
     "as documents arrive (a later article can make an earlier fact false) and forgets a "
     "document exactly. Use `ask` for an answer with citations (optionally as of a past "
     "date), `search` for the stored facts nearest a query, `history` for every version "
-    "of a fact, `ingest` to add documents, `forget` to remove one as if never seen, and "
-    "`feeds` for the news feeds it follows."
+    "of a fact, `ingest` to add documents (as text, or by URL), `forget` to remove one as "
+    "if never seen, and `feeds` to list, add, remove or poll the news feeds it follows."
 )
 
 
@@ -58,6 +60,8 @@ async def _tool(call: Awaitable[T]) -> T:
     """A tool's work; a kbase error becomes a tool error with its one-line message."""
     try:
         return await call
+    except ToolError:
+        raise
     except KbaseError as exc:
         raise ToolError(_one_line(str(exc))) from None
     except Exception as exc:
@@ -97,16 +101,32 @@ def build_mcp(service: Service, *, max_body_bytes: int = DEFAULT_MAX_BYTES) -> M
     @server.tool(name="ingest", title="Add documents")
     async def ingest(
         documents: Annotated[
-            list[DocumentIn],
+            list[DocumentIn] | None,
             Field(description="Documents: {id, text, title?, url?, published?}."),
-        ],
+        ] = None,
+        url: Annotated[
+            str | None,
+            Field(description="Or an http(s) URL to fetch: a feed, a page, text or JSONL."),
+        ] = None,
+        id: Annotated[
+            str | None, Field(description="With url: the id of its one document.")
+        ] = None,
     ) -> IngestOut:
-        """Store documents; each edits the facts it reinforces, makes false or
-        rewrites, at its place in publication order."""
+        """Store documents, given as text or fetched from a URL (http(s) only; no
+        loopback or private address unless the server allows them); each edits the
+        facts it reinforces, makes false or rewrites, at its place in publication
+        order."""
 
         async def run() -> IngestOut:
-            parsed = source_documents(documents, max_chars=max_body_bytes)
-            return IngestOut.of((await service.ingest(parsed)).to_dict())
+            if (documents is None) == (url is None):
+                raise ToolError("give either documents or url")
+            if url is not None:
+                report = await service.ingest_url(url, doc_id=id, max_bytes=max_body_bytes)
+            else:
+                assert documents is not None
+                parsed = source_documents(documents, max_chars=max_body_bytes)
+                report = await service.ingest(parsed)
+            return IngestOut.of(report.to_dict())
 
         return await _tool(run())
 
@@ -131,11 +151,35 @@ def build_mcp(service: Service, *, max_body_bytes: int = DEFAULT_MAX_BYTES) -> M
         versions = await _tool(service.history(fact_id))
         return HistoryOut.of({"versions": [v.to_dict() for v in versions]})
 
-    @server.tool(name="feeds", title="Subscribed feeds")
-    async def feeds() -> FeedsOut:
-        """Every subscribed news feed: its last fetch, its last new item, its errors."""
-        rows = await _tool(service.feeds())
-        return FeedsOut.of({"feeds": [r.to_dict() for r in rows]})
+    @server.tool(name="feeds", title="News feeds")
+    async def feeds(
+        action: Annotated[
+            Literal["list", "add", "remove", "poll"],
+            Field(description="list them, add or remove urls, or poll every feed now."),
+        ] = "list",
+        urls: Annotated[
+            list[str] | None, Field(description="For add and remove: feed addresses.")
+        ] = None,
+    ) -> FeedsToolOut:
+        """The news feeds kbase follows: list them (last fetch, last new item,
+        errors), subscribe to or unsubscribe from http(s) feeds, or poll every feed
+        now (new and updated items are ingested). Gives the subscriptions after."""
+
+        async def run() -> FeedsToolOut:
+            out: dict[str, Any] = {"action": action}
+            if action in ("add", "remove"):
+                if not urls:
+                    raise ToolError(f"{action} needs urls: give the feeds' addresses")
+                change = await (
+                    service.subscribe(urls) if action == "add" else service.unsubscribe(urls)
+                )
+                out["change"] = FeedsChangeOut.of(change.to_dict())
+            elif action == "poll":
+                out["poll"] = PollOut.of((await service.poll(max_bytes=max_body_bytes)).to_dict())
+            out["feeds"] = [r.to_dict() for r in await service.feeds()]
+            return FeedsToolOut.of(out)
+
+        return await _tool(run())
 
     return server
 

@@ -66,6 +66,26 @@ class DocumentIn(BaseModel):
     )
 
 
+class UrlIn(BaseModel):
+    """A URL to fetch and ingest, as ``kb ingest URL`` does (under the URL policy:
+    http(s) only, public addresses only unless the server allows private ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr = Field(min_length=1, description="An http:// or https:// URL.")
+    id: StrictStr | None = Field(
+        default=None, description="The document's id (a source with one document only)."
+    )
+
+
+class FeedsIn(BaseModel):
+    """Feeds to subscribe to or unsubscribe from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[StrictStr] = Field(min_length=1, description="http(s) feed addresses.")
+
+
 def package_version() -> str:
     """kbase's version, as installed."""
     try:
@@ -113,6 +133,10 @@ class AnswerFactOut(_Out):
 class AnswerOut(_Out):
     """The answer, the documents it cites and the facts it was given."""
 
+    known: bool = Field(
+        default=True,
+        description="False: the knowledge base does not know (no citations, no facts).",
+    )
     answer: str
     citations: list[CitationOut]
     facts: list[AnswerFactOut]
@@ -171,6 +195,11 @@ class IngestOut(_Out):
         default_factory=list, description="Ids left out because they were forgotten."
     )
     stopped: bool = False
+    failed: list[DocReportOut] = Field(
+        default_factory=list,
+        description="Documents not stored: the model's answers for a chunk never fitted "
+        "(the next ingest retries them).",
+    )
     llm_calls: int
     model_calls: int
     prompt_tokens: int
@@ -327,6 +356,56 @@ class FeedOut(_Out):
 class FeedsOut(_Out):
     """Every subscription."""
 
+    feeds: list[FeedOut]
+
+
+class FeedsChangeOut(_Out):
+    """What subscribing or unsubscribing changed (``kb feeds add/rm --json``)."""
+
+    added: list[str]
+    already: list[str] = Field(description="Given to add, but subscribed already.")
+    removed: list[str]
+
+
+class FeedPollOut(_Out):
+    """One feed's part of a poll."""
+
+    url: str
+    status: str = Field(description="stored, not modified, failed, waiting, busy or interrupted.")
+    new: int
+    updated: int
+    unchanged: int
+    forgotten: int
+    duplicates: int
+    error: str | None
+    moved_to: str | None
+    retry_at: str | None
+    llm_calls: int
+    model_calls: int
+    documents_replayed: int
+    seconds: float
+    warnings: list[str]
+
+
+class PollOut(_Out):
+    """What polling every feed once did (``kb poll --json``)."""
+
+    feeds: list[FeedPollOut]
+    new: int
+    updated: int
+    failed: int
+    all_failed: bool
+    interrupted: bool
+    seconds: float
+
+
+class FeedsToolOut(_Out):
+    """The MCP ``feeds`` tool's result: what the action changed or polled, and the
+    subscriptions after it."""
+
+    action: str
+    change: FeedsChangeOut | None = None
+    poll: PollOut | None = None
     feeds: list[FeedOut]
 
 

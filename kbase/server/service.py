@@ -39,12 +39,16 @@ from kbase.reports import (
     FactRow,
     FactVersion,
     FeedRow,
+    FeedsChange,
     ForgetReport,
     IngestReport,
+    PollReport,
     Stats,
     VerifyReport,
 )
-from kbase.sources.base import SourceDocument
+from kbase.sources import read_source
+from kbase.sources.base import DEFAULT_MAX_BYTES, SourceDocument
+from kbase.sources.fetch import check_url
 
 T = TypeVar("T")
 
@@ -138,6 +142,8 @@ class Service:
         asker: KnowledgeBase,
         embedder: SerialEmbedder,
         llm: SharedLLM,
+        *,
+        allow_private_urls: bool | None = None,
     ) -> None:
         self.writer = writer
         self._searcher = _Reader(searcher)
@@ -146,6 +152,9 @@ class Service:
         self.llm = llm
         self._write_lock: asyncio.Lock | None = None
         self._embedder_ready = False
+        #: Whether URLs may reach loopback and private addresses (None:
+        #: ``$KBASE_ALLOW_PRIVATE_URLS``); see :mod:`kbase.sources.fetch`.
+        self.allow_private_urls = allow_private_urls
 
     @classmethod
     def open(
@@ -158,9 +167,12 @@ class Service:
         overrides: dict[str, Any] | None = None,
         embedder: Embedder | None = None,
         backend: Callable[[], LLMBackend] | None = None,
+        allow_private_urls: bool | None = None,
     ) -> Service:
         """Open (or create) the knowledge base in ``folder``, as
-        :meth:`KnowledgeBase.open` does; no model is loaded yet (see :meth:`warm`)."""
+        :meth:`KnowledgeBase.open` does; no model is loaded yet (see :meth:`warm`).
+        URLs (ingest by URL, feeds) reach loopback and private addresses only with
+        ``allow_private_urls`` (None: ``$KBASE_ALLOW_PRIVATE_URLS``)."""
         first = KnowledgeBase.open(
             folder,
             database_url=database_url,
@@ -185,7 +197,14 @@ class Service:
                 backend=shared_llm.get,
             )
 
-        return cls(reopen(), reopen(), reopen(), shared_embedder, shared_llm)
+        return cls(
+            reopen(),
+            reopen(),
+            reopen(),
+            shared_embedder,
+            shared_llm,
+            allow_private_urls=allow_private_urls,
+        )
 
     @property
     def settings(self) -> Settings:
@@ -216,6 +235,52 @@ class Service:
     async def ingest(self, documents: list[SourceDocument]) -> IngestReport:
         async with self._writes():
             return await run_in_threadpool(self.writer.ingest, documents)
+
+    async def ingest_url(
+        self,
+        url: str,
+        *,
+        doc_id: str | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float = 20.0,
+    ) -> IngestReport:
+        """Fetch ``url`` (http(s) only, under the URL policy, at most ``max_bytes``)
+        and ingest its documents, as ``kb ingest URL`` does. The download runs
+        before the write lock is taken."""
+        check_url(url)  # never a local path or standard input
+
+        def read() -> list[SourceDocument]:
+            return read_source(
+                url,
+                doc_id=doc_id,
+                max_bytes=max_bytes,
+                timeout=timeout,
+                allow_private=self.allow_private_urls,
+            )
+
+        documents = await run_in_threadpool(read)
+        return await self.ingest(documents)
+
+    async def subscribe(self, urls: list[str]) -> FeedsChange:
+        async with self._writes():
+            return await run_in_threadpool(self.writer.subscribe, urls)
+
+    async def unsubscribe(self, urls: list[str]) -> FeedsChange:
+        async with self._writes():
+            return await run_in_threadpool(self.writer.unsubscribe, urls)
+
+    async def poll(
+        self, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 20.0
+    ) -> PollReport:
+        """Fetch every subscribed feed once and ingest what is new, as ``kb poll``."""
+
+        def poll() -> PollReport:
+            return self.writer.poll(
+                timeout=timeout, max_bytes=max_bytes, allow_private=self.allow_private_urls
+            )
+
+        async with self._writes():
+            return await run_in_threadpool(poll)
 
     async def forget(self, doc_ids: list[str]) -> tuple[ForgetReport, VerifyReport]:
         """Forget documents, then check that the index and SQL agree."""
