@@ -2,14 +2,21 @@
 retrieval that sees only the fact versions valid at the asked time.
 
 The index holds every fact version (current and closed), so questions "as of" a
-past date search the same index; validity is filtered in SQL, the truth.
+past date search the same index. Validity is SQL's: a question's retrieval
+(:meth:`FactVectors.retrieve`) applies it inside the one index search, through a
+filter of the versions valid at the asked seq built from SQL once per store
+state, and re-checks every row it reads; the ingest pipeline's lookups
+(:meth:`FactVectors.nearest`, :meth:`FactVectors.within`), which run inside a
+write whose changes are not yet committed, filter the rows they read by primary
+key.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import numpy.typing as npt
@@ -18,16 +25,74 @@ from sqlalchemy.orm import Session
 
 from kbase.embed.base import Embedder, Vectors
 from kbase.hashing import content_hash
-from kbase.index.base import VectorIndex
-from kbase.store.models import Embedding, Fact, Meta
+from kbase.index.base import IdFilter, VectorIndex
+from kbase.reports import Citation
+from kbase.store import queries
+from kbase.store.models import Document, Embedding, Fact, Meta
 
 STATE_KEY = "state"
+#: ``valid_until`` of a current version, in the in-memory validity arrays.
+_OPEN = np.iinfo(np.int64).max
+#: Validity filters (one per asked seq) and as-of seqs kept per store state.
+_CACHED = 64
 
 
 @dataclass(frozen=True)
 class Hit:
     fact: Fact
     score: float
+    #: The fact's document as a citation, when retrieval read it with the fact.
+    citation: Citation | None = None
+
+
+@dataclass
+class _ReadState:
+    """What retrieval reads from SQL once per store state: every fact version's
+    validity, the filters made from it, and the seqs of the dates asked about."""
+
+    token: str
+    ids: npt.NDArray[np.int64]
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+    filters: dict[int | None, IdFilter] = field(default_factory=dict)
+    seqs: dict[date, int] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, session: Session, token: str) -> _ReadState:
+        rows = session.execute(select(Fact.id, Fact.valid_from, Fact.valid_until)).tuples().all()
+        table = np.array(
+            [(i, start, _OPEN if end is None else end) for i, start, end in rows], dtype=np.int64
+        ).reshape(len(rows), 3)
+        return cls(token, table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy())
+
+    def allowed(self, at_seq: int | None) -> IdFilter:
+        """The versions valid after document ``at_seq`` (None: now)."""
+        found = self.filters.get(at_seq)
+        if found is None:
+            if at_seq is None:
+                valid = self.ends == _OPEN
+            else:
+                valid = (self.starts <= at_seq) & (self.ends > at_seq)
+            found = IdFilter.of(self.ids[valid])
+            if len(self.filters) >= _CACHED:
+                self.filters.pop(next(iter(self.filters)))
+            self.filters[at_seq] = found
+        return found
+
+    def seq_as_of(self, session: Session, when: date) -> int:
+        found = self.seqs.get(when)
+        if found is None:
+            found = queries.seq_as_of(session, when)
+            if len(self.seqs) >= _CACHED:
+                self.seqs.pop(next(iter(self.seqs)))
+            self.seqs[when] = found
+        return found
+
+
+def _valid(start: int, end: int | None, at_seq: int | None) -> bool:
+    if at_seq is None:
+        return end is None
+    return start <= at_seq and (end is None or end > at_seq)
 
 
 def valid_at(seq: int | None) -> Select[Fact]:
@@ -52,6 +117,7 @@ class FactVectors:
         self.index = index
         #: The store state the in-memory index was last made to match.
         self.synced: str | None = None
+        self._reads: _ReadState | None = None
 
     # -- embeddings -------------------------------------------------------------------
     def embed(self, session: Session, texts: Sequence[str]) -> Vectors:
@@ -89,10 +155,80 @@ class FactVectors:
         vectors = self.embed(session, [f.text for f in facts])
         self.index.add(np.array([f.id for f in facts], dtype=np.int64), vectors)
 
+    def retrieve(
+        self, session: Session, vector: Vectors, k: int, *, as_of: date | None = None
+    ) -> list[Hit]:
+        """A question's retrieval: the ``k`` facts nearest ``vector`` valid now (or
+        ``as_of``), best first, each with its document's citation. Reads only rows by
+        primary key, in the caller's transaction."""
+        token = store_state(session)
+        if token is None or token != self.synced:
+            # Another process wrote since the index was synced: SQL alone decides.
+            at_seq = queries.seq_as_of(session, as_of) if as_of else None
+            return [] if at_seq == 0 else self.nearest(session, vector, k, at_seq=at_seq)
+        if self._reads is None or self._reads.token != token:
+            self._reads = _ReadState.read(session, token)
+        at_seq = self._reads.seq_as_of(session, as_of) if as_of else None
+        if at_seq == 0:
+            return []
+        # Validity inside the one search; more candidates than k only so that ties
+        # at the k-th score are broken by text, as _rank does, not by the index.
+        ids, scores = self.index.search(vector, max(4 * k, 32), allowed=self._reads.allowed(at_seq))
+        cut = min(k, len(ids))
+        while 0 < cut < len(ids) and scores[cut] == scores[cut - 1]:
+            cut += 1
+        hits = self._cited_hits(session, ids[:cut], scores[:cut], at_seq)
+        if len(hits) < min(cut, k):  # a row changed under the filter: SQL decides
+            return self.nearest(session, vector, k, at_seq=at_seq)
+        return _rank(hits)[:k]
+
+    def _cited_hits(
+        self,
+        session: Session,
+        ids: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float32],
+        at_seq: int | None,
+    ) -> list[Hit]:
+        """Hits for ``ids`` valid at ``at_seq``, read with the columns a citation needs."""
+        if len(ids) == 0:
+            return []
+        score_of = {int(i): float(s) for i, s in zip(ids, scores, strict=True)}
+        rows = session.execute(
+            select(
+                Fact.id,
+                Fact.text,
+                Fact.lineage_id,
+                Fact.document_pk,
+                Fact.valid_from,
+                Fact.valid_until,
+                Document.doc_id,
+                Document.title,
+                Document.url,
+                Document.published,
+            )
+            .join(Document, Document.pk == Fact.document_pk)
+            .where(Fact.id.in_(list(score_of)))
+        ).tuples()
+        hits = []
+        for fid, text, lineage, doc_pk, start, end, doc_id, title, url, published in rows:
+            if _valid(start, end, at_seq):
+                fact = Fact(
+                    id=fid,
+                    text=text,
+                    lineage_id=lineage,
+                    document_pk=doc_pk,
+                    valid_from=start,
+                    valid_until=end,
+                )
+                citation = Citation.of(doc_id, title, url, published)
+                hits.append(Hit(fact, score_of[fid], citation))
+        return hits
+
     def nearest(
         self, session: Session, vector: Vectors, k: int, *, at_seq: int | None = None
     ) -> list[Hit]:
-        """The ``k`` valid facts nearest ``vector``, best first."""
+        """The ``k`` valid facts nearest ``vector``, best first, as rows of the session
+        (the pipeline's lookup: what the open transaction changed counts)."""
         total = len(self.index)
         fetch = max(4 * k, 32)
         while True:
@@ -122,8 +258,14 @@ class FactVectors:
         hits: list[Hit] = []
         keys = list(score_of)
         for start in range(0, len(keys), 500):
-            query = valid_at(at_seq).where(Fact.id.in_(keys[start : start + 500]))
-            hits += [Hit(fact, score_of[fact.id]) for fact in session.scalars(query)]
+            # By primary key, validity checked here: SQL planners walk the validity
+            # index for "valid_until IS NULL AND id IN (...)", every current fact.
+            query = select(Fact).where(Fact.id.in_(keys[start : start + 500]))
+            hits += [
+                Hit(fact, score_of[fact.id])
+                for fact in session.scalars(query)
+                if _valid(fact.valid_from, fact.valid_until, at_seq)
+            ]
         return hits
 
     # -- keeping the index in step with SQL --------------------------------------------

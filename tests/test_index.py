@@ -5,10 +5,16 @@ that ignores unknown ids; ``within`` inclusive at its radius; storage order for
 ``ids`` and ``vectors``; a save stamped with the store state that a reopen reads
 back, and the strict/lenient opening rules of :mod:`kbase.index.base`. Queries here
 are mostly basis vectors, so every expected score is a stored coordinate, exactly.
+
+Besides the registered kinds, the suite runs on FAISS's inverted-file layout (the
+one a store of many facts gets) with small test centroids, probing every list so
+that it must be exact; how it probes fewer is tested after the suite.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -19,19 +25,34 @@ import pytest
 
 from kbase.errors import ConfigError, StoreError
 from kbase.index import INDEXES, VectorIndex, get_index
-from kbase.index.faiss_index import FaissIndex
+from kbase.index.base import IdFilter
+from kbase.index.faiss_index import IVF_FROM, N_PROBE, FaissIndex
 from kbase.index.numpy_index import NumpyIndex
+from kbase.index.quantiser import N_LISTS, shipped_centroids
 
 DIM = 4
 Floats = npt.NDArray[np.float32]
+#: FAISS in its inverted-file layout from the first vector on.
+IVF = "faiss-inverted"
+KINDS = [*sorted(INDEXES), IVF]
 
 
-@pytest.fixture(params=sorted(INDEXES))
+def fixed_centroids(dim: int, n: int = 6) -> Floats:
+    """Fixed unit centroids for tests, the same for a dimension."""
+    return random_units(np.random.default_rng(dim), n, dim)
+
+
+@pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 def open_index(kind: str, folder: Path, dim: int = DIM, *, strict: bool = False) -> VectorIndex:
+    if kind == IVF:
+        centroids = fixed_centroids(dim)
+        return FaissIndex(
+            folder, dim, strict=strict, centroids=centroids, ivf_from=0, n_probe=len(centroids)
+        )
     return get_index(kind, folder, dim, strict=strict)
 
 
@@ -368,7 +389,7 @@ def test_every_kind_gives_the_same_results_on_random_unit_vectors(tmp_path: Path
     gone = all_ids[rng.choice(n, 40, replace=False)]
     queries = random_units(rng, 25, dim)
     kept = ~np.isin(all_ids, gone)
-    indexes = [get_index(name, tmp_path / name, dim) for name in sorted(INDEXES)]
+    indexes = [open_index(name, tmp_path / name, dim) for name in KINDS]
     for index in indexes:
         index.add(all_ids[:250], stored[:250])
         index.add(all_ids[250:], stored[250:])
@@ -391,6 +412,188 @@ def test_every_kind_gives_the_same_results_on_random_unit_vectors(tmp_path: Path
             assert found.tolist() == ids0.tolist()
             np.testing.assert_allclose(scores, scores0, atol=1e-6)
             assert sorted(near.tolist()) == sorted(near0.tolist())
+
+
+# -- searching with a filter ----------------------------------------------------------------
+
+
+def test_a_filtered_search_returns_the_best_allowed_ids_only(kind: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    stored = random_units(rng, 60, DIM)
+    all_ids = np.arange(100, 160, dtype=np.int64)
+    index = open_index(kind, tmp_path)
+    index.add(all_ids, stored)
+    allowed_ids = all_ids[rng.random(60) < 0.3]
+    allowed = IdFilter.of(allowed_ids)
+    query = random_units(rng, 1, DIM)[0]
+    found, scores = index.search(query, 5, allowed=allowed)
+    truth = stored @ query
+    kept = np.isin(all_ids, allowed_ids)
+    best = all_ids[kept][np.argsort(-truth[kept])[:5]]
+    assert found.tolist() == best.tolist()
+    np.testing.assert_allclose(scores, np.sort(truth[kept])[::-1][:5], atol=1e-6)
+    assert index.search(query, 5, allowed=IdFilter.of(ids()))[0].tolist() == []
+    assert index.search(query, 5, allowed=IdFilter.of(ids(999)))[0].tolist() == []
+
+
+def test_an_id_filter_allows_exactly_its_ids() -> None:
+    allowed = IdFilter.of(ids(0, 3, 17))
+    assert allowed.count == 3
+    probe = ids(-1, 0, 1, 3, 16, 17, 18, 10**9)
+    assert allowed.allows(probe).tolist() == [False, True, False, True, False, True, False, False]
+    assert IdFilter.of(ids()).allows(ids(0, 5)).tolist() == [False, False]
+
+
+# -- saving safely ---------------------------------------------------------------------------
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_file_whole(
+    sample: VectorIndex, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: a full disk during a save once replaced a good index with an empty file."""
+    sample.save("good")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    sample.remove(ids(10))
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(StoreError, match="No space left on device"):
+        sample.save("newer")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    reopened = open_index(kind, tmp_path, strict=True)
+    assert (reopened.state, reopened.ids().tolist()) == ("good", SAMPLE_IDS.tolist())
+
+
+def test_a_save_onto_a_full_disk_is_an_error_and_keeps_the_previous_file(
+    sample: VectorIndex, kind: str, tmp_path: Path
+) -> None:
+    """The temporary file is /dev/full: every write to it fails with ENOSPC, as on a
+    full disk (FAISS's own file writer used to leave a short file there unnoticed)."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    sample.save("good")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    sample.remove(ids(10))
+    (tmp_path / (sample.path.name + ".tmp")).symlink_to("/dev/full")
+    with pytest.raises(StoreError, match="No space left on device"):
+        sample.save("newer")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert open_index(kind, tmp_path).ids().tolist() == SAMPLE_IDS.tolist()
+
+
+# -- FAISS's inverted-file layout -------------------------------------------------------------
+
+
+def inverted(folder: Path, *, dim: int = 8, ivf_from: int = 0, n_probe: int = 1) -> FaissIndex:
+    return FaissIndex(
+        folder, dim, centroids=fixed_centroids(dim, 16), ivf_from=ivf_from, n_probe=n_probe
+    )
+
+
+def results(index: VectorIndex, queries: Floats, k: int = 6) -> list[list[tuple[int, float]]]:
+    out = []
+    for query in queries:
+        found, scores = index.search(query, k)
+        out.append(sorted(zip(found.tolist(), scores.tolist(), strict=True)))
+    return out
+
+
+def test_the_layout_is_inverted_from_its_threshold_on_and_flat_below_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    stored = random_units(rng, 12, 8)
+    index = inverted(tmp_path, ivf_from=10, n_probe=16)
+    index.add(np.arange(1, 10, dtype=np.int64), stored[:9])
+    flat = results(index, stored[:4])
+    assert not index.inverted
+    index.add(ids(10), stored[9:10])
+    assert index.inverted and len(index) == 10
+    index.remove(ids(10))
+    assert not index.inverted
+    assert results(index, stored[:4]) == flat
+    index.add(ids(10, 11), stored[9:11])
+    index.save("s")
+    reopened = inverted(tmp_path, ivf_from=10, n_probe=16)
+    assert reopened.inverted and reopened.loaded
+    assert reopened.vectors()[1].tobytes() == stored[:11].tobytes()
+
+
+def test_an_inverted_index_is_a_function_of_its_vectors_not_of_their_history(
+    tmp_path: Path,
+) -> None:
+    """What exact forgetting needs: the same (id, vector) pairs, added in any order or
+    with others added and removed in between, give the same results."""
+    rng = np.random.default_rng(9)
+    stored = random_units(rng, 300, 8)
+    all_ids = np.arange(1, 301, dtype=np.int64)
+    queries = random_units(rng, 40, 8)
+    straight = inverted(tmp_path / "a")
+    straight.add(all_ids, stored)
+    shuffled = inverted(tmp_path / "b")
+    extra = random_units(rng, 50, 8)
+    order = rng.permutation(300)
+    shuffled.add(all_ids[order[:150]], stored[order[:150]])
+    shuffled.add(np.arange(1000, 1050, dtype=np.int64), extra)
+    shuffled.add(all_ids[order[150:]], stored[order[150:]])
+    shuffled.remove(np.arange(1000, 1050, dtype=np.int64))
+    assert sorted(shuffled.ids().tolist()) == all_ids.tolist()
+    assert results(shuffled, queries) == results(straight, queries)
+    shuffled.save("s")
+    assert results(inverted(tmp_path / "b"), queries) == results(straight, queries)
+    for query in queries[:5]:
+        assert sorted(shuffled.within(query, 0.5)[0].tolist()) == sorted(
+            straight.within(query, 0.5)[0].tolist()
+        )
+
+
+def test_an_inverted_search_finds_the_best_in_the_lists_it_probes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    stored = random_units(rng, 400, 8)
+    index = inverted(tmp_path, n_probe=3)
+    index.add(np.arange(400, dtype=np.int64), stored)
+    centroids = fixed_centroids(8, 16)
+    for query in random_units(rng, 10, 8):
+        probed = np.argsort(-(centroids @ query))[:3]
+        lists = np.argmax(stored @ centroids.T, axis=1)
+        pool = np.flatnonzero(np.isin(lists, probed))
+        best = pool[np.argsort(-(stored[pool] @ query))[:5]]
+        assert index.search(query, 5)[0].tolist() == best.tolist()
+
+
+def test_an_inverted_search_probes_more_lists_until_it_finds_k_allowed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    stored = random_units(rng, 200, 8)
+    index = inverted(tmp_path, n_probe=1)
+    index.add(np.arange(200, dtype=np.int64), stored)
+    query = stored[0]
+    # Allow only the vectors least like the query: none sits in the list probed first.
+    far = np.argsort(stored @ query)[:7].astype(np.int64)
+    found, _ = index.search(query, 5, allowed=IdFilter.of(far))
+    assert sorted(found.tolist()) == sorted(far[np.argsort(-(stored[far] @ query))[:5]].tolist())
+    assert len(index.search(query, 50, allowed=IdFilter.of(far))[0]) == 7
+
+
+def test_an_inverted_file_over_other_centroids_is_not_ours(tmp_path: Path) -> None:
+    index = inverted(tmp_path)
+    index.add(ids(1, 2), random_units(np.random.default_rng(1), 2, 8))
+    index.save("s")
+    other = fixed_centroids(8, 16)[::-1].copy()
+    lenient = FaissIndex(tmp_path, 8, centroids=other, ivf_from=0)
+    assert (lenient.loaded, len(lenient)) == (False, 0)
+    with pytest.raises(StoreError, match="another quantiser than kbase's"):
+        FaissIndex(tmp_path, 8, strict=True, centroids=other, ivf_from=0)
+    assert FaissIndex(tmp_path, 8, strict=True, centroids=fixed_centroids(8, 16)).loaded
+
+
+def test_kbase_ships_unit_centroids_for_minilm_and_uses_them_from_the_threshold() -> None:
+    centroids = shipped_centroids(384)
+    assert centroids is not None and centroids.shape == (N_LISTS, 384)
+    assert centroids.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-4)
+    assert shipped_centroids(64) is None
+    assert IVF_FROM > 0 and 0 < N_PROBE <= N_LISTS
 
 
 # -- the registry ----------------------------------------------------------------------------

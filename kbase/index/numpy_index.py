@@ -9,16 +9,16 @@ order), never its results on vectors whose scores are apart.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.npyio import NpzFile
 
 from kbase.errors import StoreError
-from kbase.index.base import Ids, Matrix, Scores, VectorIndex
+from kbase.index.base import IdFilter, Ids, Matrix, Scores, VectorIndex, write_atomically
 
 _EMPTY_IDS: Ids = np.zeros(0, dtype=np.int64)
 _EMPTY_SCORES: Scores = np.zeros(0, dtype=np.float32)
@@ -104,13 +104,19 @@ class NumpyIndex(VectorIndex):
         query = np.asarray(vector, dtype=np.float32).reshape(self.dim)
         return np.asarray(self._matrix @ query, dtype=np.float32)
 
-    def search(self, vector: npt.NDArray[np.float32], k: int) -> tuple[Ids, Scores]:
+    def search(
+        self, vector: npt.NDArray[np.float32], k: int, *, allowed: IdFilter | None = None
+    ) -> tuple[Ids, Scores]:
         if len(self._ids) == 0 or k <= 0:
             return _EMPTY_IDS.copy(), _EMPTY_SCORES.copy()
         scores = self._scores(vector)
+        ids = self._ids
+        if allowed is not None:
+            keep = allowed.allows(ids)
+            ids, scores = ids[keep], scores[keep]
         # A stable sort of the negated scores: best first, ties in storage order.
         order = np.argsort(-scores, kind="stable")[:k]
-        return self._ids[order], scores[order]
+        return ids[order], scores[order]
 
     def within(self, vector: npt.NDArray[np.float32], radius: float) -> tuple[Ids, Scores]:
         if len(self._ids) == 0:
@@ -126,16 +132,12 @@ class NumpyIndex(VectorIndex):
         return self._ids.copy(), self._matrix.copy()
 
     def save(self, state: str) -> None:
-        tmp = self.path.with_suffix(".npz.tmp")
+        def write(out: BinaryIO) -> None:
+            # A file object, not a name: np.savez would append ".npz" to a name.
+            np.savez(out, ids=self._ids, vectors=self._matrix, state=np.str_(state))
+
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as out:
-                # A file object, not a name: np.savez would append ".npz" to a name.
-                np.savez(out, ids=self._ids, vectors=self._matrix, state=np.str_(state))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
+            write_atomically(self.path, write)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write the vector index {self.path}: {exc}") from exc
         self._state = state

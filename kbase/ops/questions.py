@@ -21,23 +21,20 @@ from kbase.vectors import Hit
 def retrieve(rt: Runtime, session: Session, query: str, k: int, as_of: date | None) -> list[Hit]:
     """The ``k`` facts nearest ``query`` that are current (or valid ``as_of``)."""
     vectors = rt.vectors(session)
-    with session.begin():
-        at_seq = queries.seq_as_of(session, as_of) if as_of else None
-    if at_seq == 0:
-        return []
     vector = rt.embedder.embed([query])[0]
     with session.begin():
-        return vectors.nearest(session, vector, k, at_seq=at_seq)
+        return vectors.retrieve(session, vector, k, as_of=as_of)
 
 
 def fact_hits(session: Session, hits: list[Hit]) -> list[FactHit]:
     """Retrieved facts with the provenance a user sees."""
-    docs = queries.documents_by_pk(session, {h.fact.document_pk for h in hits})
+    docs = queries.citations_by_pk(
+        session, {h.fact.document_pk for h in hits if h.citation is None}
+    )
     out = []
     for hit in hits:
-        d = docs[hit.fact.document_pk]
-        citation = Citation.of(d.doc_id, d.title, d.url, d.published)
-        out.append(FactHit(hit.fact.id, hit.fact.text, d.doc_id, hit.score, citation))
+        citation = hit.citation or docs[hit.fact.document_pk]
+        out.append(FactHit(hit.fact.id, hit.fact.text, citation.doc_id, hit.score, citation))
     return out
 
 

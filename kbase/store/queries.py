@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from kbase.errors import DocumentError, NotFoundError
 from kbase.reports import (
+    Citation,
     DatedDocument,
     DocumentSummary,
     Edit,
@@ -48,6 +49,20 @@ def documents_by_pk(session: Session, pks: set[int]) -> dict[int, Document]:
     if not pks:
         return {}
     return {d.pk: d for d in session.scalars(select(Document).where(Document.pk.in_(pks)))}
+
+
+def citations_by_pk(session: Session, pks: set[int]) -> dict[int, Citation]:
+    """The citations of these documents (only the columns a citation needs)."""
+    if not pks:
+        return {}
+    rows = session.execute(
+        select(
+            Document.pk, Document.doc_id, Document.title, Document.url, Document.published
+        ).where(Document.pk.in_(pks))
+    ).tuples()
+    return {
+        pk: Citation.of(doc_id, title, url, published) for pk, doc_id, title, url, published in rows
+    }
 
 
 def lineage_documents(session: Session, fact: Fact) -> set[int]:
