@@ -304,12 +304,12 @@ def ingest(
             progress.done()
     if as_json:
         _emit_json(report.to_dict())
-        return
-    if quiet:
-        return
-    out, warnings = render.ingest_lines(report)
-    _echo(out)
-    _echo(warnings, err=True)
+    elif not quiet:
+        out, warnings = render.ingest_lines(report)
+        _echo(out)
+        _echo(warnings, err=True)
+    if report.failed:
+        raise click.ClickException(render.not_stored(report))
 
 
 @cli.command()
@@ -447,10 +447,21 @@ def stats(opts: Options, per_document: bool, as_json: bool) -> None:
     help="Keep no record of the ids, so a feed that still lists them brings them back at the "
     "next poll (with --missing-ok, also for ids forgotten before).",
 )
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Then rewrite the database's files so the rows' old bytes leave them too "
+    "(PostgreSQL: VACUUM FULL of the kbase tables, which blocks readers while it runs).",
+)
 @json_option
 @pass_options
 def forget(
-    opts: Options, doc_ids: tuple[str, ...], missing_ok: bool, allow_again: bool, as_json: bool
+    opts: Options,
+    doc_ids: tuple[str, ...],
+    missing_ok: bool,
+    allow_again: bool,
+    purge: bool,
+    as_json: bool,
 ) -> None:
     """Forget documents exactly, as if they had never been ingested.
 
@@ -458,7 +469,7 @@ def forget(
     does not bring a document back while its feed still lists it; `kb ingest` of
     the document stores it again all the same."""
     with opts.open() as kb:
-        report = kb.forget(doc_ids, missing_ok=missing_ok, allow_again=allow_again)
+        report = kb.forget(doc_ids, missing_ok=missing_ok, allow_again=allow_again, purge=purge)
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -923,7 +934,7 @@ def _one_line(text: str) -> str:
 
 def main() -> None:
     """Entry point: run the CLI, turning kbase errors into one-line messages."""
-    from kbase.errors import KbaseError
+    from kbase.errors import KbaseError, disk_full
 
     try:
         cli.main(prog_name="kb", standalone_mode=False)
@@ -953,6 +964,11 @@ def main() -> None:
     except Exception as exc:  # the last line of defence: no traceback for the user
         if os.environ.get("KBASE_DEBUG"):
             raise
+        if disk_full(exc):
+            click.echo(
+                "Error: the disk is full: free some space and run the command again", err=True
+            )
+            sys.exit(1)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         click.echo(
             f"Error: unexpected {type(exc).__name__}: {first} "

@@ -117,14 +117,21 @@ class KnowledgeBase:
         one not at all. A late document (published before some stored ones) is
         inserted at its date, replaying the later documents it could change. A
         document stored with the same content is skipped; with other content it is
-        a new version: the old one is forgotten exactly, the new one placed."""
+        a new version: the old one is forgotten exactly, the new one placed. A
+        document a chunk of which the model's answers never fitted is not stored and
+        is listed in the report's ``failed``, so the next ingest retries it."""
         # The boundary rules of every source (ids, NUL, one text per id), for
         # documents built in code too.
         checked = check_batch([storable(s.source, s) for s in sources])
         return ingest(self.runtime, checked, progress=progress)
 
     def forget(
-        self, doc_ids: Sequence[str], *, missing_ok: bool = False, allow_again: bool = False
+        self,
+        doc_ids: Sequence[str],
+        *,
+        missing_ok: bool = False,
+        allow_again: bool = False,
+        purge: bool = False,
     ) -> ForgetReport:
         """Forget documents exactly: the store becomes what it would be had they
         never been ingested (see docs/design.md). An unknown id is an error, or with
@@ -132,9 +139,18 @@ class KnowledgeBase:
 
         A keyed hash of each id is kept so that polling a feed that still lists the
         document does not bring it back; ``allow_again`` keeps none (and drops an
-        earlier one: with ``missing_ok``, ids forgotten before may come back)."""
+        earlier one: with ``missing_ok``, ids forgotten before may come back).
+
+        ``purge`` then rewrites the database's files (``VACUUM FULL`` of the kbase
+        tables on PostgreSQL, which locks each table while it runs), so the rows'
+        old bytes leave them; see docs/reliability.md for what only the server's
+        write-ahead-log recycling clears."""
         return forget.forget(
-            self.runtime, list(doc_ids), missing_ok=missing_ok, allow_again=allow_again
+            self.runtime,
+            list(doc_ids),
+            missing_ok=missing_ok,
+            allow_again=allow_again,
+            purge=purge,
         )
 
     # -- feeds ------------------------------------------------------------------------

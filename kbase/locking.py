@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,3 +136,51 @@ def try_named_lock(folder: Path, engine: Engine, name: str) -> Iterator[bool]:
                         connection.commit()
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+#: Scratch folders inside a knowledge base's folder start with this.
+SCRATCH_PREFIX = ".scratch-"
+#: A scratch folder without its lock file is its creator's for this many seconds.
+_SCRATCH_GRACE = 60.0
+
+
+@contextmanager
+def scratch_folder(folder: Path, purpose: str) -> Iterator[Path]:
+    """A private folder inside the knowledge base's ``folder`` (never the system's
+    temporary folder: what a command copies of the store stays where the store is),
+    removed when the block ends. Its process holds a lock on it, so that
+    :func:`clean_scratch` removes it only once that process is gone (a kill -9)."""
+    path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{purpose}-", dir=folder))
+    try:
+        with open(path / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_scratch(folder: Path) -> list[Path]:
+    """Remove the scratch folders in ``folder`` whose processes are gone; returns them."""
+    removed = []
+    for path in sorted(folder.glob(f"{SCRATCH_PREFIX}*")):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        lock = path / ".lock"
+        if not lock.exists():
+            try:
+                young = time.time() - path.stat().st_mtime < _SCRATCH_GRACE
+            except OSError:
+                continue
+            if young:
+                continue  # its creator is about to lock it
+        else:
+            try:
+                with open(lock, "a+") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use
+            except OSError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed

@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from kbase.errors import LockTimeout
 from kbase.hashing import canonical_json
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
 from kbase.llm.output import clean_text
@@ -59,8 +63,20 @@ class Recorder:
     replay that finds every answer never loads the model.
     """
 
-    def __init__(self, session: Session, model_id: str, backend: Callable[[], LLMBackend]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        model_id: str,
+        backend: Callable[[], LLMBackend],
+        *,
+        guard: Callable[[], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self.session = session
+        #: A reader's recorder: an answer is recorded only inside ``guard()`` (which
+        #: raises :class:`LockTimeout` when a writer is busy) and only if no other
+        #: process must be waited for; else it is used unrecorded. A writer's has none
+        #: and records every answer (it holds the writer lock).
+        self.guard = guard
         self.model_id = model_id
         self._backend_factory = backend
         self._backend: LLMBackend | None = None
@@ -99,37 +115,50 @@ class Recorder:
                 response = replace(response, text=clean_text(response.text))
             if response.seconds == 0.0:
                 response = _with_seconds(response, time.perf_counter() - started)
-            record = LLMRecord(
-                key=key,
-                model=self.model_id,
-                task=request.task,
-                request=canonical_json(request.canonical(self.model_id)),
-                response=response.to_json(),
-                prompt_tokens=response.prompt_tokens,
-                cached_tokens=response.cached_tokens,
-                completion_tokens=response.completion_tokens,
-                seconds=response.seconds,
-                created_at=datetime.now(UTC).replace(tzinfo=None),
-            )
-            self.session.add(record)
-            self.session.flush()
+            row = {
+                "key": key,
+                "model": self.model_id,
+                "task": request.task,
+                "request": canonical_json(request.canonical(self.model_id)),
+                "response": response.to_json(),
+                "prompt_tokens": response.prompt_tokens,
+                "cached_tokens": response.cached_tokens,
+                "completion_tokens": response.completion_tokens,
+                "seconds": response.seconds,
+                "created_at": datetime.now(UTC).replace(tzinfo=None),
+            }
+            self._record(key, row, uses)
         else:
             response = _response_from_json(record.response)
-        self._add_uses(key, uses)
+            self._record(key, None, uses)
         self.stats.add(response, fresh=fresh)
         self.total.add(response, fresh=fresh)
         if self.on_call is not None:
             self.on_call(response, fresh)
         return response
 
-    def _add_uses(self, key: str, uses: Iterable[Use]) -> None:
-        rows = [{"key": key, "document_pk": pk, "role": role} for pk, role in set(uses)]
-        if not rows:
+    def _record(self, key: str, row: dict[str, Any] | None, uses: Iterable[Use]) -> None:
+        """Record a new answer (``row``) and the uses of an answer. An identical answer
+        another process recorded first is kept (the same request has the same answer).
+        A reader's record is made in a savepoint, so a failure leaves its transaction
+        as it was: when a writer or another reader is busy it is not made."""
+        if self.guard is None:
+            self._insert_rows(key, row, uses)
             return
+        try:
+            with self.guard(), self.session.begin_nested():
+                self._insert_rows(key, row, uses)
+        except (LockTimeout, OperationalError):
+            pass  # a writer holds the store: the answer is given, not recorded
+
+    def _insert_rows(self, key: str, row: dict[str, Any] | None, uses: Iterable[Use]) -> None:
         dialect = self.session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(LLMRecordUse).values(rows).on_conflict_do_nothing()
-        self.session.execute(statement)
+        if row is not None:
+            self.session.execute(insert(LLMRecord).values(row).on_conflict_do_nothing())
+        rows = [{"key": key, "document_pk": pk, "role": role} for pk, role in set(uses)]
+        if rows:
+            self.session.execute(insert(LLMRecordUse).values(rows).on_conflict_do_nothing())
 
     def close(self) -> None:
         if self._backend is not None:

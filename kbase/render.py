@@ -73,7 +73,13 @@ def ingest_lines(report: IngestReport) -> tuple[list[str], list[str]]:
         )
         warnings += [f"  warning: {w}" for w in d.warnings]
     out += [f"  {doc_id}: already stored, unchanged" for doc_id in report.unchanged]
+    warnings += [
+        f"  warning: {d.doc_id}: not stored, the model's facts did not parse for "
+        f"{d.chunks_skipped} of its {d.chunks} chunks"
+        for d in report.failed
+    ]
     updated = f", {len(report.updated)} updated" if report.updated else ""
+    updated += f", {len(report.failed)} not stored" if report.failed else ""
     replayed = (
         f", {report.documents_replayed} later documents replayed"
         if report.documents_replayed
@@ -93,6 +99,17 @@ def ingest_lines(report: IngestReport) -> tuple[list[str], list[str]]:
         + "."
     )
     return out, warnings
+
+
+def not_stored(report: IngestReport) -> str:
+    """The error after an ingest that left documents out because the model failed."""
+    ids = ", ".join(repr(d.doc_id) for d in report.failed[:5])
+    more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+    n = len(report.failed)
+    return (
+        f"{n} document{'s' if n > 1 else ''} not stored, the model's answers did not parse: "
+        f"{ids}{more}; run the ingest again to retry (check the model if it fails again)"
+    )
 
 
 def _source(c: Citation) -> str:

@@ -132,6 +132,9 @@ class IngestReport:
     forgotten: list[str] = field(default_factory=list)
     #: Stopped on request before every document was stored (``kb watch``).
     stopped: bool = False
+    #: Documents not stored because the model's answers for a chunk never fitted
+    #: (``chunks_skipped``): nothing of them is kept, and the next ingest retries them.
+    failed: list[DocReport] = field(default_factory=list)
     llm_calls: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,17 +23,26 @@ from sqlalchemy.orm import Session
 
 from kbase.config import Settings
 from kbase.embed import Embedder, get_embedder
-from kbase.errors import LockTimeout, StoreError
+from kbase.errors import DiskFull, LockTimeout, StoreError, disk_full, without_password
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm import LLMBackend, backend_for, model_id_for
-from kbase.locking import writer_lock
+from kbase.locking import clean_scratch, writer_lock
 from kbase.paths import kb_folder
 from kbase.records import Recorder
-from kbase.store.db import checkpoint_sqlite, open_engine, sqlite_url
+from kbase.store.db import (
+    FILE_MODE,
+    checkpoint_sqlite,
+    create_sqlite_file,
+    open_engine,
+    purge,
+    sqlite_url,
+)
 from kbase.store.models import Meta
 from kbase.vectors import FactVectors
 
 CONFIG_FILE = "kbase.json"
+#: A new knowledge base is its owner's alone: its folder and the files kbase creates.
+FOLDER_MODE = 0o700
 T = TypeVar("T")
 
 
@@ -55,6 +65,8 @@ class Write:
     deleted: list[int] = field(default_factory=list)
     #: Whether rows were deleted: their bytes must leave the database's files.
     compact: bool = False
+    #: Whether to rewrite the database's files after the work (``kb forget --purge``).
+    purge: bool = False
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -79,6 +91,55 @@ class Write:
     def delete(self, fact_ids_: list[int]) -> None:
         """Fact versions the open transaction deletes: their vectors go when it commits."""
         self.deleted += fact_ids_
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The folder's ``kbase.json`` (empty when there is none)."""
+    if not path.exists():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        config = exc
+    if not isinstance(config, dict) or not isinstance(config.get("database_url") or "", str):
+        raise StoreError(
+            f"{path} is not a kbase configuration (a JSON object, with database_url a "
+            "string if set): fix it (`{}` for SQLite in the folder) or move it away"
+        )
+    return config
+
+
+def _database_url(given: str | None, configured: str | None) -> str | None:
+    """The database to open: the one given, else the folder's; the folder's lacks its
+    password, which ``$KBASE_DATABASE_URL`` naming the same database supplies."""
+    if given:
+        return given
+    env = os.environ.get("KBASE_DATABASE_URL")
+    if configured:
+        if env and without_password(env) == configured:
+            return env
+        return configured
+    return env or None
+
+
+def _make_folder(path: Path) -> bool:
+    """Create the knowledge base's folder, readable by its owner only; whether it was made."""
+    if path.is_dir():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=FOLDER_MODE)
+    except FileExistsError:
+        return False
+    os.chmod(path, FOLDER_MODE)  # whatever the umask
+    return True
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Write a new file readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
 
 
 class Runtime:
@@ -125,10 +186,8 @@ class Runtime:
         """
         path = kb_folder(folder)
         config_path = path / CONFIG_FILE
-        config: dict[str, Any] = {}
-        if config_path.exists():
-            config = json.loads(config_path.read_text())
-        url = database_url or config.get("database_url") or os.environ.get("KBASE_DATABASE_URL")
+        config = _read_config(config_path)
+        url = _database_url(database_url, config.get("database_url"))
         exists = config_path.exists() or (path / "kbase.db").exists()
         if not exists and not create:
             raise StoreError(
@@ -138,16 +197,33 @@ class Runtime:
             raise StoreError(
                 f"{path} is a file, not a knowledge-base folder: give a folder to --kb"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        local = url is None
+        url = sqlite_url(path) if url is None else url  # refuses a path a URL misreads
+        made = _make_folder(path)
+        try:
+            if local:
+                create_sqlite_file(path / "kbase.db")
+            engine = open_engine(url)
+        except BaseException:
+            if made:
+                shutil.rmtree(path, ignore_errors=True)  # nothing of a failed creation stays
+            raise
+        # Written once the database answered, so a bad URL does not block a retry; the
+        # password stays out of the file (it comes from the environment every time).
         if not config_path.exists():
-            config_path.write_text(
-                json.dumps({"database_url": database_url} if database_url else {})
+            _write_private(
+                config_path,
+                json.dumps(
+                    {"database_url": without_password(database_url)} if database_url else {}
+                ),
             )
-        engine = open_engine(url or sqlite_url(path))
+        clean_scratch(path)  # what a killed `kb verify --deep` left
         with Session(engine) as session, session.begin():
             row = session.get(Meta, "settings")
             if row is None:
                 stored = settings or Settings()
+                if stored.llm_url:
+                    stored = replace(stored, llm_url=without_password(stored.llm_url))
                 session.add(Meta(key="settings", value=stored.to_json()))
             else:
                 stored = Settings.from_json(row.value)
@@ -189,9 +265,18 @@ class Runtime:
             self._backend = self._backend_factory()
         return self._backend
 
+    def _model_id(self) -> str:
+        return model_id_for(self.settings)
+
     def recorder(self, session: Session) -> Recorder:
-        """Answers model requests from the record, or from the LLM and records them."""
-        return Recorder(session, model_id_for(self.settings), self.llm)
+        """Answers a reader's model requests from the record, or from the LLM, recording
+        the answer when that does not wait for a writer (on SQLite, only if the writer
+        lock is free at once): a reader never fails or waits because another process
+        writes."""
+        guard = None
+        if self.engine.dialect.name == "sqlite":
+            guard = lambda: writer_lock(self.folder, self.engine, timeout=0)  # noqa: E731
+        return Recorder(session, self._model_id(), self.llm, guard=guard)
 
     # -- the vector index ---------------------------------------------------------------
     def vectors(self, session: Session) -> FactVectors:
@@ -230,18 +315,30 @@ class Runtime:
         caught up, and when the work ends (done or failed) save the index, which
         matches what SQL committed; after deletions, compact the database files."""
         with self.writer_lock(), self.session() as session:
-            work = Write(session, self.vectors(session), self.recorder(session))
+            work = Write(
+                session, self.vectors(session), Recorder(session, self._model_id(), self.llm)
+            )
             try:
-                yield work
-            except BaseException:
                 try:
-                    self._save_index(work)
-                except Exception:
-                    self._vectors = None  # reloaded from disk and caught up from SQL
+                    yield work
+                except BaseException:
+                    try:
+                        self._save_index(work)
+                    except Exception:
+                        self._vectors = None  # reloaded from disk and caught up from SQL
+                    raise
+                self._save_index(work)
+                if work.purge:
+                    purge(self.engine)
+                elif work.compact:
+                    checkpoint_sqlite(self.engine)
+            except Exception as exc:
+                if disk_full(exc) and not isinstance(exc, DiskFull):
+                    raise DiskFull(
+                        f"the disk is full (writing to {self.folder}): free some space and run "
+                        "the command again; what it had not finished is not stored"
+                    ) from exc
                 raise
-            self._save_index(work)
-            if work.compact:
-                checkpoint_sqlite(self.engine)
 
     def _save_index(self, work: Write) -> None:
         with work.session.begin():

@@ -108,10 +108,10 @@ def test_an_unparseable_extraction_is_retried_then_the_chunk_is_skipped(open_kb:
     llm = ScriptedLLM(lambda r: "not json" if r.task == "extract" else world(r))
     kb = open_kb(llm=llm)
     report = kb.ingest([BOB])
-    assert report.stored[0].chunks_skipped == 1
-    assert "did not parse" in report.stored[0].warnings[0]
+    assert report.stored == [] and report.failed[0].chunks_skipped == 1  # not stored (issue 19)
+    assert "did not parse" in report.failed[0].warnings[0]
     assert llm.calls == 2
-    assert count(kb, Fact) == 0
+    assert count(kb, Fact) == 0 and count(kb, LLMRecord) == 0
 
 
 def test_the_index_is_rebuilt_from_sql_when_its_file_is_missing(open_kb: OpenKB, tmp_path) -> None:

@@ -12,15 +12,20 @@ identical request can be answered from the record instead of the model.
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kbase.errors import BadModelOutput
 from kbase.hashing import canonical_json, content_hash
 
 Role = Literal["system", "user", "assistant"]
 SEED = 1234
+#: The most tokens one answer may count, prompt or completion (far above any context).
+MAX_TOKENS = 10**9
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,21 @@ class LLMResponse:
     cached_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Counts add up into every report's totals: one impossible count from a
+        # broken backend must be an error here, not a negative or absurd total.
+        for name in ("prompt_tokens", "cached_tokens", "completion_tokens"):
+            value = getattr(self, name)
+            whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if not (whole and 0 <= int(value) <= MAX_TOKENS):
+                raise BadModelOutput(
+                    f"the model reported {value!r} {name.replace('_', ' ')}: a count must be "
+                    f"a whole number from 0 to {MAX_TOKENS:,} (a broken model server?)"
+                )
+            object.__setattr__(self, name, int(value))
+        if not (isinstance(self.seconds, int | float) and 0 <= self.seconds < math.inf):
+            raise BadModelOutput(f"the model reported {self.seconds!r} seconds for an answer")
 
     def to_json(self) -> str:
         return canonical_json(

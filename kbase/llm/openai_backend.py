@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import httpx
 
-from kbase.errors import ModelError, ModelUnavailable
-from kbase.llm.base import SEED, LLMBackend, LLMRequest, LLMResponse
+from kbase.errors import BadModelOutput, ModelError, ModelUnavailable, redact
+from kbase.llm.base import MAX_TOKENS, SEED, LLMBackend, LLMRequest, LLMResponse
 from kbase.llm.scoring import TOP_LOGPROBS, check_choices, fill_missing, match_token_text
 
 API_KEY_ENV = "KBASE_LLM_API_KEY"
@@ -82,6 +82,8 @@ class OpenAIBackend(LLMBackend):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: The address as messages show it: a password in the URL never is.
+        self.shown_url = redact(self.base_url)
         self.retries = max(1, retries)
         self.backoff = backoff
         self.timeout = timeout
@@ -155,7 +157,7 @@ class OpenAIBackend(LLMBackend):
     def _post_chat(self, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
         data, seconds = self._call("POST", "chat/completions", body)
         if not isinstance(data, dict):
-            raise ModelError(f"LLM server at {self.base_url} sent an answer that is not an object")
+            raise ModelError(f"LLM server at {self.shown_url} sent an answer that is not an object")
         return data, seconds
 
     def _served_model(self) -> str:
@@ -166,7 +168,7 @@ class OpenAIBackend(LLMBackend):
             if isinstance(name, str) and name:
                 return name
         raise ModelError(
-            f"LLM server at {self.base_url} lists no model: pass the served model name"
+            f"LLM server at {self.shown_url} lists no model: pass the served model name"
         )
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[Any, float]:
@@ -183,7 +185,7 @@ class OpenAIBackend(LLMBackend):
                     time.sleep(exc.wait if exc.wait is not None else delay)
         tries = "try" if self.retries == 1 else "tries"
         raise ModelUnavailable(
-            f"LLM server at {self.base_url} did not answer after {self.retries} {tries} "
+            f"LLM server at {self.shown_url} did not answer after {self.retries} {tries} "
             f"({reason}): start it or check --llm-url"
         )
 
@@ -205,7 +207,7 @@ class OpenAIBackend(LLMBackend):
                 raise _Retryable(f"HTTP {status}: {message}", _retry_after(response))
             hint = f" (set {API_KEY_ENV})" if status in (401, 403) else ""
             raise _Rejected(
-                f"LLM server at {self.base_url} rejected the request "
+                f"LLM server at {self.shown_url} rejected the request "
                 f"(HTTP {status}){hint}: {message}",
                 about_format=about_format,
             )
@@ -213,7 +215,7 @@ class OpenAIBackend(LLMBackend):
             return response.json()
         except ValueError:
             raise ModelError(
-                f"LLM server at {self.base_url} answered {path} with something other than JSON"
+                f"LLM server at {self.shown_url} answered {path} with something other than JSON"
             ) from None
 
     # -- responses -------------------------------------------------------------
@@ -221,20 +223,26 @@ class OpenAIBackend(LLMBackend):
     def _first_choice(self, data: Any) -> Mapping[str, Any]:
         choices = data.get("choices") if isinstance(data, Mapping) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-            raise ModelError(f"LLM server at {self.base_url} sent an answer with no choices")
+            raise ModelError(f"LLM server at {self.shown_url} sent an answer with no choices")
         return choices[0]
 
     def _top_logprobs(self, choice: Mapping[str, Any]) -> dict[str, float]:
         content = self._part(choice, "logprobs").get("content") or []
         if not content:
             raise ModelError(
-                f"LLM server at {self.base_url} returned no logprobs: "
+                f"LLM server at {self.shown_url} returned no logprobs: "
                 "it cannot score choices (llama_cpp.server needs logits_all, its default)"
             )
+        if not isinstance(content, list) or not isinstance(content[0], Mapping):
+            raise self._malformed("'logprobs.content' is not a list of objects")
         first = content[0]
+        listed = first.get("top_logprobs") or []
+        if not isinstance(listed, list):
+            raise self._malformed("'top_logprobs' is not a list")
         top: dict[str, float] = {}
-        entries = [first, *(first.get("top_logprobs") or [])]
-        for entry in entries:
+        for entry in [first, *listed]:
+            if not isinstance(entry, Mapping):
+                continue  # an alternative that is not an object says nothing
             token, logprob = entry.get("token"), entry.get("logprob")
             if (
                 isinstance(token, str)
@@ -264,24 +272,30 @@ class OpenAIBackend(LLMBackend):
             seconds=seconds,
         )
 
+    def _malformed(self, what: str) -> BadModelOutput:
+        return BadModelOutput(
+            f"LLM server at {self.shown_url} answered a malformed response ({what}): "
+            "check that it is OpenAI-compatible"
+        )
+
     def _part(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         """``data[key]`` if it is an object, {} if absent; anything else is an error."""
         value = data.get(key)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise ModelError(
-                f"LLM server at {self.base_url} answered a malformed response ({key!r} is not "
-                "an object): check that it is OpenAI-compatible"
-            )
+            raise self._malformed(f"{key!r} is not an object")
         return value
 
     def _count(self, data: Mapping[str, Any], key: str) -> int:
+        """A token count: a whole number from 0 to :data:`MAX_TOKENS` (NaN, infinities,
+        negative, fractional or absurd counts are a broken server, not accounting)."""
         value = data.get(key) or 0
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ModelError(
-                f"LLM server at {self.base_url} answered a malformed response ({key!r} is not "
-                "a number): check that it is OpenAI-compatible"
+            raise self._malformed(f"{key!r} is not a number")
+        if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_TOKENS):
+            raise self._malformed(
+                f"{key!r} is {value!r}, not a whole number of tokens from 0 to {MAX_TOKENS:,}"
             )
         return int(value)
 
@@ -300,7 +314,7 @@ def _schema_name(task: str) -> str:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
+    line = redact(" ".join(text.split()))
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -36,11 +36,19 @@ from kbase.vectors import bump_state
 
 
 def forget(
-    rt: Runtime, doc_ids: list[str], *, missing_ok: bool = False, allow_again: bool = False
+    rt: Runtime,
+    doc_ids: list[str],
+    *,
+    missing_ok: bool = False,
+    allow_again: bool = False,
+    purge: bool = False,
 ) -> ForgetReport:
     """Forget ``doc_ids`` as one write (see :func:`forget_documents`), for good:
-    polling leaves them out from now on, unless ``allow_again``."""
+    polling leaves them out from now on, unless ``allow_again``. With ``purge`` the
+    database's files are rewritten afterwards (:func:`kbase.store.db.purge`), so the
+    deleted rows' bytes leave PostgreSQL's table files too."""
     with rt.write() as work:
+        work.purge = purge
         return forget_documents(
             rt, work, doc_ids, missing_ok=missing_ok, block=not allow_again, allow=allow_again
         )

@@ -67,6 +67,7 @@ def ingest(
     progress: ProgressFn | None = None,
     skip_forgotten: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    keep_incomplete: bool = False,
 ) -> IngestReport:
     """Store documents at their places in publication order.
 
@@ -74,6 +75,12 @@ def ingest(
     again) are left out and listed in the report's ``forgotten``; without it they
     are stored and polls stop leaving them out. ``should_stop`` is asked before each
     document: once it says so, the rest are not stored (``stopped``).
+
+    A document a chunk of which the model's answers never fitted is not stored (its
+    transaction rolls back, recorded answers included) and is listed in ``failed``:
+    the next ingest of it asks the model again, where a stored document would have
+    been "unchanged" for good. ``keep_incomplete`` stores it all the same (a replay
+    of a store made before this rule, by ``kb verify --deep``).
     """
     report = IngestReport()
     started = time.perf_counter()
@@ -92,7 +99,7 @@ def ingest(
                 if should_stop is not None and should_stop():
                     report.stopped = True
                     break
-                _ingest_one(rt, work, source, report)
+                _ingest_one(rt, work, source, report, keep_incomplete=keep_incomplete)
                 if progress is not None:
                     progress(_progress(report, recorder, started))
         finally:
@@ -117,7 +124,22 @@ def _progress(report: IngestReport, recorder: Recorder, started: float) -> dict[
     }
 
 
-def _ingest_one(rt: Runtime, work: Write, source: SourceDocument, report: IngestReport) -> None:
+class _Incomplete(Exception):
+    """Rolls back the transaction of a document the model's answers failed for."""
+
+    def __init__(self, report: DocReport) -> None:
+        super().__init__(report.doc_id)
+        self.report = report
+
+
+def _ingest_one(
+    rt: Runtime,
+    work: Write,
+    source: SourceDocument,
+    report: IngestReport,
+    *,
+    keep_incomplete: bool = False,
+) -> None:
     session = work.session
     with session.begin():
         stored = queries.find_document(session, source.doc_id)
@@ -132,10 +154,16 @@ def _ingest_one(rt: Runtime, work: Write, source: SourceDocument, report: Ingest
         report.documents_replayed += forget.documents_replayed
         report.updated.append(source.doc_id)
         version = previous[1] + 1
-    with work.transaction():
-        doc_report = _place(rt, work, source, version, first_ingested)
-        lift_forgotten(session, [source.doc_id])
-        bump_state(session)
+    try:
+        with work.transaction():
+            doc_report = _place(rt, work, source, version, first_ingested)
+            if doc_report.chunks_skipped and not keep_incomplete:
+                raise _Incomplete(doc_report)
+            lift_forgotten(session, [source.doc_id])
+            bump_state(session)
+    except _Incomplete as failed:
+        report.failed.append(failed.report)
+        return
     report.documents_replayed += doc_report.documents_replayed
     report.stored.append(doc_report)
 

@@ -2,8 +2,8 @@
 
 - :func:`verify_index`: the vector index file holds exactly one vector per fact
   version in SQL, and each is the cached embedding of the version's text.
-- :func:`verify_deep`: the ingest log, replayed into an empty temporary store
-  with the same settings, gives the same canonical state
+- :func:`verify_deep`: the ingest log, replayed into an empty temporary SQLite
+  store with the same settings, gives the same canonical state
   (:mod:`kbase.fingerprint`). The replay answers every model request from the
   store's record and every embedding from its cache, so it needs no model: a
   request the record does not hold is an error, not a call.
@@ -13,10 +13,7 @@ Both return a list of problems, empty when the store is consistent.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -29,10 +26,12 @@ from kbase.fingerprint import describe, differences
 from kbase.hashing import content_hash
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm.base import LLMBackend, LLMRequest, LLMResponse
+from kbase.locking import scratch_folder
 from kbase.ops.ingest import ingest
 from kbase.reports import VerifyReport
 from kbase.runtime import Runtime
 from kbase.sources.base import SourceDocument
+from kbase.store.db import sqlite_url
 from kbase.store.models import (
     Document,
     Fact,
@@ -198,33 +197,39 @@ def verify_deep(rt: Runtime) -> list[str]:
     """Differences between the store and a replay of its ingest log, part by part.
 
     Raises :class:`ModelError` when the replay asks a request the store holds no
-    answer for. The temporary store is deleted afterwards.
+    answer for. The temporary store (SQLite, in a scratch folder of the knowledge
+    base's folder) is deleted afterwards.
     """
-    folder = Path(tempfile.mkdtemp(prefix="kbase-verify-"))
-    try:
-        with Session(rt.engine) as source, source.begin():
-            mine = describe(source)
-            model = rt.embedder.model_id
-            embedder = _CacheFirstEmbedder(
-                rt.embedder, lambda hs: cached_vectors(source, model, hs)
-            )
-            backend = _RefusingBackend(supports_logprobs=_scored_verdicts(source))
-            rebuilt = Runtime.open(
-                folder / "kb", settings=rt.settings, embedder=embedder, backend=lambda: backend
-            )
-            try:
-                with rebuilt.session() as target, target.begin():
-                    _copy_rows(source, target, LLMRecord)
-                    _copy_rows(source, target, FewshotExample)
-                ingest(rebuilt, _ingest_log(source))
-                with rebuilt.session() as target, target.begin():
-                    _copy_example_sources(source, target)
-                    target.flush()
-                    theirs = describe(target)
-            finally:
-                rebuilt.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    # The rebuild is a SQLite store in a scratch folder inside the knowledge base's:
+    # never the real database (whatever $KBASE_DATABASE_URL names), and a kill -9
+    # leaves its copy where the next open cleans it, not in the system's temp folder.
+    with (
+        scratch_folder(rt.folder, "verify") as folder,
+        Session(rt.engine) as source,
+        source.begin(),
+    ):
+        mine = describe(source)
+        model = rt.embedder.model_id
+        embedder = _CacheFirstEmbedder(rt.embedder, lambda hs: cached_vectors(source, model, hs))
+        backend = _RefusingBackend(supports_logprobs=_scored_verdicts(source))
+        rebuilt = Runtime.open(
+            folder / "kb",
+            database_url=sqlite_url(folder / "kb"),
+            settings=rt.settings,
+            embedder=embedder,
+            backend=lambda: backend,
+        )
+        try:
+            with rebuilt.session() as target, target.begin():
+                _copy_rows(source, target, LLMRecord)
+                _copy_rows(source, target, FewshotExample)
+            ingest(rebuilt, _ingest_log(source), keep_incomplete=True)
+            with rebuilt.session() as target, target.begin():
+                _copy_example_sources(source, target)
+                target.flush()
+                theirs = describe(target)
+        finally:
+            rebuilt.close()
     return differences(mine, theirs, names=("the store", "the rebuild"))
 
 

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from kbase.errors import ConfigError, StoreError, missing_extra
+from kbase.errors import ConfigError, StoreError, missing_extra, redact
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: A new SQLite store is readable by its owner only (its WAL and shared-memory files
+#: take the same mode from it).
+FILE_MODE = 0o600
 
 
 def sqlite_url(folder: Path) -> str:
-    return f"sqlite:///{folder / 'kbase.db'}"
+    """The URL of the SQLite store in ``folder``; refused when the folder's path would
+    be read as something else in a URL (``kb/outside.db?x=`` names ``kb/outside.db``)."""
+    path = str(folder / "kbase.db")
+    url = f"sqlite:///{path}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None
+    if parsed is None or parsed.database != path or parsed.query:
+        raise StoreError(
+            f"the knowledge-base folder {folder!s} has a character a database URL reads "
+            "otherwise ('?', '#' or '%'): choose a folder without them"
+        )
+    return url
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Create an empty store file readable by its owner only, if there is none yet."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -36,7 +60,7 @@ def create_db_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigError(
-            f"bad database URL {url!r}: use sqlite:///PATH or postgresql://HOST/DB"
+            f"bad database URL {redact(url)!r}: use sqlite:///PATH or postgresql://HOST/DB"
         ) from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -67,7 +91,11 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as exc:
-        raise StoreError(f"cannot open the database: {exc.orig}; check the path or URL") from exc
+        raise StoreError(
+            f"cannot open the database: {_first_line(exc)}; check the path or URL"
+        ) from exc
+    except DBAPIError as exc:
+        raise _unreadable(engine, exc) from exc
 
 
 def open_engine(url: str) -> Engine:
@@ -77,11 +105,31 @@ def open_engine(url: str) -> Engine:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except OperationalError as exc:
-        raise StoreError(
-            f"cannot connect to the database: {str(exc.orig).strip().splitlines()[0]}"
-        ) from exc
-    migrate(engine)
+        engine.dispose()
+        raise StoreError(f"cannot connect to the database: {_first_line(exc)}") from exc
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _unreadable(engine, exc) from exc
+    try:
+        migrate(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+def _first_line(exc: DBAPIError) -> str:
+    lines = redact(str(exc.orig)).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
+
+
+def _unreadable(engine: Engine, exc: DBAPIError) -> StoreError:
+    """The error for a store file that is not a database (truncated, overwritten)."""
+    where = engine.url.database if engine.dialect.name == "sqlite" else "the database"
+    return StoreError(
+        f"cannot read {where}: {_first_line(exc)}; it is damaged or not a kbase store "
+        "(restore it from a backup, or move it away to start a new knowledge base)"
+    )
 
 
 def checkpoint_sqlite(engine: Engine) -> None:
@@ -90,3 +138,35 @@ def checkpoint_sqlite(engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         with engine.begin() as connection:
             connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+def purge(engine: Engine) -> list[str]:
+    """Rewrite the store's files so that deleted rows leave no bytes in them; returns
+    what ran. PostgreSQL: ``VACUUM FULL`` of every kbase table of the schema (new
+    files, the old ones unlinked; it locks each table while it runs), then a
+    ``CHECKPOINT`` where the role may run one; the server's write-ahead log keeps
+    the old bytes until it recycles its segments. SQLite: ``VACUUM`` and a truncating
+    checkpoint (``secure_delete`` already zeroes deleted rows in place)."""
+    from kbase.store.models import Base
+
+    ran: list[str] = []
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            schema = connection.execute(text("SELECT current_schema()")).scalar() or "public"
+            preparer = engine.dialect.identifier_preparer
+            for table in Base.metadata.sorted_tables:
+                name = f"{preparer.quote(schema)}.{preparer.quote(table.name)}"
+                connection.execute(text(f"VACUUM FULL {name}"))
+            ran.append(f"VACUUM FULL of {len(Base.metadata.sorted_tables)} tables")
+            try:
+                connection.execute(text("CHECKPOINT"))
+                ran.append("CHECKPOINT")
+            except DBAPIError:
+                pass  # needs superuser or pg_checkpoint: the server checkpoints on its own
+        return ran
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(text("VACUUM"))
+        connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    return ["VACUUM", "wal_checkpoint(TRUNCATE)"]
