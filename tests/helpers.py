@@ -26,6 +26,28 @@ def news(doc_id: str, text: str, day: int = 1, month: int = 1) -> SourceDocument
     )
 
 
+#: The Acme scenario of the real-model tests: two dated articles, the second
+#: replacing the chief executive the first named (JSONL records, as `kb ingest` reads).
+ACME_BOB = {
+    "id": "acme-bob",
+    "title": "Acme Robotics names Bob Marsh chief executive",
+    "published": "2024-01-08",
+    "url": "https://news.example.org/acme-bob",
+    "text": "Acme Robotics, the warehouse-robot maker based in Leeds, named Bob Marsh as its "
+    "chief executive on Monday. Bob Marsh previously ran the company's European sales team.",
+}
+ACME_ALICE = {
+    "id": "acme-alice",
+    "title": "Acme Robotics replaces Bob Marsh with Alice Chen",
+    "published": "2024-05-02",
+    "url": "https://news.example.org/acme-alice",
+    "text": "Acme Robotics named Alice Chen its chief executive on Thursday, replacing Bob Marsh, "
+    "who left the company. Alice Chen was previously the chief operating officer of Acme Robotics.",
+}
+#: The question the Acme scenario asks.
+ACME_CEO = "Who is the chief executive of Acme Robotics?"
+
+
 PROXY_VARIABLES = (
     "HTTP_PROXY",
     "HTTPS_PROXY",

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cli
+from tests.helpers import ACME_ALICE, ACME_BOB
 
 pytestmark = pytest.mark.real
 
@@ -55,22 +56,6 @@ def test_ask_cites_the_document_about_the_company_asked_about(tmp_path: Path) ->
     assert [c["doc_id"] for c in bakery["citations"]] == ["globex-bakery"]
 
 
-ACME_BOB = {
-    "id": "acme-bob",
-    "title": "Acme Robotics names Bob Marsh chief executive",
-    "published": "2024-01-08",
-    "url": "https://news.example.org/acme-bob",
-    "text": "Acme Robotics, the warehouse-robot maker based in Leeds, named Bob Marsh as its "
-    "chief executive on Monday. Bob Marsh previously ran the company's European sales team.",
-}
-ACME_ALICE = {
-    "id": "acme-alice",
-    "title": "Acme Robotics replaces Bob Marsh with Alice Chen",
-    "published": "2024-05-02",
-    "url": "https://news.example.org/acme-alice",
-    "text": "Acme Robotics named Alice Chen its chief executive on Thursday, replacing Bob Marsh, "
-    "who left the company. Alice Chen was previously the chief operating officer of Acme Robotics.",
-}
 UNRELATED = {
     "id": "arena-seats",
     "title": "Harbour Arena adds 2,000 seats",

@@ -37,6 +37,7 @@ from kbase.server import models
 from kbase.server.app import create_app
 from kbase.server.run import check_binding
 from kbase.server.service import Service
+from tests.helpers import ACME_ALICE, ACME_BOB, ACME_CEO
 
 FAKE = Settings(embedder="fake", llm="fake")
 CEO = "Who is the chief executive of Acme?"
@@ -625,23 +626,6 @@ def test_the_mcp_tools_over_stdio(tmp_path: Path) -> None:
 
 
 # -- the real models ------------------------------------------------------------------
-ACME_BOB = {
-    "id": "acme-bob",
-    "title": "Acme Robotics names Bob Marsh chief executive",
-    "published": "2024-01-08",
-    "url": "https://news.example.org/acme-bob",
-    "text": "Acme Robotics, the warehouse-robot maker based in Leeds, named Bob Marsh as its "
-    "chief executive on Monday. Bob Marsh previously ran the company's European sales team.",
-}
-ACME_ALICE = {
-    "id": "acme-alice",
-    "title": "Acme Robotics replaces Bob Marsh with Alice Chen",
-    "published": "2024-05-02",
-    "url": "https://news.example.org/acme-alice",
-    "text": "Acme Robotics named Alice Chen its chief executive on Thursday, replacing Bob Marsh, "
-    "who left the company. Alice Chen was previously the chief operating officer of Acme Robotics.",
-}
-ACME_CEO = "Who is the chief executive of Acme Robotics?"
 
 
 @pytest.mark.real

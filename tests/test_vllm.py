@@ -16,7 +16,8 @@ from kbase.kb import KnowledgeBase
 from kbase.llm import LLMBackend
 from kbase.sources.base import SourceDocument
 from kbase.store.models import Document, Fact, LLMRecord
-from tests.test_real import ACME_ALICE, ACME_BOB, CEO
+from tests.helpers import ACME_ALICE, ACME_BOB
+from tests.test_real import CEO
 
 pytestmark = pytest.mark.vllm
 

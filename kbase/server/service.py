@@ -161,40 +161,28 @@ class Service:
         cls,
         folder: str | Path | None = None,
         *,
-        database_url: str | None = None,
-        create: bool = True,
-        settings: Settings | None = None,
-        overrides: dict[str, Any] | None = None,
-        embedder: Embedder | None = None,
-        backend: Callable[[], LLMBackend] | None = None,
         allow_private_urls: bool | None = None,
+        **options: Any,
     ) -> Service:
-        """Open (or create) the knowledge base in ``folder``, as
-        :meth:`KnowledgeBase.open` does; no model is loaded yet (see :meth:`warm`).
+        """Open (or create) the knowledge base in ``folder`` as
+        ``KnowledgeBase.open(folder, **options)`` does (the same options: database
+        URL, settings, overrides, models); no model is loaded yet (see :meth:`warm`).
         URLs (ingest by URL, feeds) reach loopback and private addresses only with
         ``allow_private_urls`` (None: ``$KBASE_ALLOW_PRIVATE_URLS``)."""
-        first = KnowledgeBase.open(
-            folder,
-            database_url=database_url,
-            create=create,
-            settings=settings,
-            overrides=overrides,
-            embedder=embedder,
-            backend=backend,
-        )
+        first = KnowledgeBase.open(folder, **options)
         active, where = first.settings, first.folder
         first.close()
+        embedder: Embedder | None = options.get("embedder")
+        backend: Callable[[], LLMBackend] | None = options.get("backend")
         shared_embedder = SerialEmbedder(embedder or get_embedder(active.embedder))
         shared_llm = SharedLLM(backend or (lambda: backend_for(active)))
+        # The same database and session overrides; the models shared, the settings
+        # those the knowledge base was created with.
+        again = {k: v for k, v in options.items() if k in ("database_url", "overrides")}
 
         def reopen() -> KnowledgeBase:
             return KnowledgeBase.open(
-                where,
-                database_url=database_url,
-                create=False,
-                overrides=overrides,
-                embedder=shared_embedder,
-                backend=shared_llm.get,
+                where, create=False, embedder=shared_embedder, backend=shared_llm.get, **again
             )
 
         return cls(
