@@ -20,7 +20,7 @@ from datetime import date
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from kbase.embed.base import Embedder, Vectors
@@ -35,6 +35,24 @@ STATE_KEY = "state"
 _OPEN = np.iinfo(np.int64).max
 #: Validity filters (one per asked seq) and as-of seqs kept per store state.
 _CACHED = 64
+_STATE = select(Meta.value).where(Meta.key == STATE_KEY)
+#: Fact rows by primary key with the columns a citation needs, built once.
+_CITED = (
+    select(
+        Fact.id,
+        Fact.text,
+        Fact.lineage_id,
+        Fact.document_pk,
+        Fact.valid_from,
+        Fact.valid_until,
+        Document.doc_id,
+        Document.title,
+        Document.url,
+        Document.published,
+    )
+    .join(Document, Document.pk == Fact.document_pk)
+    .where(Fact.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +77,8 @@ class _ReadState:
 
     @classmethod
     def read(cls, session: Session, token: str) -> _ReadState:
-        rows = session.execute(select(Fact.id, Fact.valid_from, Fact.valid_until)).tuples().all()
+        query = select(Fact.id, Fact.valid_from, Fact.valid_until)
+        rows = session.connection().execute(query).tuples().all()
         table = np.array(
             [(i, start, _OPEN if end is None else end) for i, start, end in rows], dtype=np.int64
         ).reshape(len(rows), 3)
@@ -160,8 +179,9 @@ class FactVectors:
     ) -> list[Hit]:
         """A question's retrieval: the ``k`` facts nearest ``vector`` valid now (or
         ``as_of``), best first, each with its document's citation. Reads only rows by
-        primary key, in the caller's transaction."""
-        token = store_state(session)
+        primary key, in the caller's transaction (a read: SQL is queried on the
+        connection, past the ORM, which would cost more than the rows)."""
+        token = session.connection().execute(_STATE).scalar()
         if token is None or token != self.synced:
             # Another process wrote since the index was synced: SQL alone decides.
             at_seq = queries.seq_as_of(session, as_of) if as_of else None
@@ -193,22 +213,7 @@ class FactVectors:
         if len(ids) == 0:
             return []
         score_of = {int(i): float(s) for i, s in zip(ids, scores, strict=True)}
-        rows = session.execute(
-            select(
-                Fact.id,
-                Fact.text,
-                Fact.lineage_id,
-                Fact.document_pk,
-                Fact.valid_from,
-                Fact.valid_until,
-                Document.doc_id,
-                Document.title,
-                Document.url,
-                Document.published,
-            )
-            .join(Document, Document.pk == Fact.document_pk)
-            .where(Fact.id.in_(list(score_of)))
-        ).tuples()
+        rows = session.connection().execute(_CITED, {"ids": list(score_of)}).tuples()
         hits = []
         for fid, text, lineage, doc_pk, start, end, doc_id, title, url, published in rows:
             if _valid(start, end, at_seq):

@@ -43,7 +43,7 @@ _faiss: Any = faiss
 IVF_FROM = 20_000
 #: Lists probed first; a search that finds fewer than k allowed vectors there
 #: probes four times as many, up to every list (then it is exact).
-N_PROBE = 48
+N_PROBE = 384
 
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
 _SHIPPED: Any = object()
