@@ -148,8 +148,8 @@ class Recorder:
         try:
             with self.guard(), self.session.begin_nested():
                 self._insert_rows(key, row, uses)
-        except (LockTimeout, OperationalError):
-            pass  # a writer holds the store: the answer is given, not recorded
+        except (LockTimeout, OperationalError, OSError):
+            pass  # a writer holds the store (or it is read-only): given, not recorded
 
     def _insert_rows(self, key: str, row: dict[str, Any] | None, uses: Iterable[Use]) -> None:
         dialect = self.session.get_bind().dialect.name

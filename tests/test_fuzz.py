@@ -1903,9 +1903,9 @@ JUNK = st.recursive(
     ),
     max_leaves=6,
 )
-TOKENS = st.one_of(st.sampled_from(["TRUE", "FALSE", " TRUE", "T", "F", "", "\x00"]), JUNK)
+TOKEN_TEXTS = st.one_of(st.sampled_from(["TRUE", "FALSE", " TRUE", "T", "F", "", "\x00"]), JUNK)
 LOGPROB_ENTRY = st.one_of(
-    st.fixed_dictionaries({"token": TOKENS, "logprob": HOSTILE_NUMBERS}), JUNK
+    st.fixed_dictionaries({"token": TOKEN_TEXTS, "logprob": HOSTILE_NUMBERS}), JUNK
 )
 LOGPROBS = st.one_of(
     st.fixed_dictionaries(
@@ -1914,7 +1914,7 @@ LOGPROBS = st.one_of(
                 st.lists(
                     st.one_of(
                         st.fixed_dictionaries(
-                            {"token": TOKENS, "logprob": HOSTILE_NUMBERS},
+                            {"token": TOKEN_TEXTS, "logprob": HOSTILE_NUMBERS},
                             optional={
                                 "top_logprobs": st.one_of(st.lists(LOGPROB_ENTRY, max_size=4), JUNK)
                             },
