@@ -12,6 +12,14 @@ stats, and an *asker* for answers. Each reader's index is caught up from SQL
 when a write commits, as another process's would be. Reads of SQL only
 (documents, facts, histories) run fully concurrently.
 
+One handle for all of them would need more than a lock around the index's lazy
+load and catch-up: a write's transaction changes its index before it commits
+(its new vectors added, removed again if it fails), FAISS allows no search while
+an index changes, and a reader's catch-up between two of a writer's transactions
+(the store state changed by the first) would drop the vectors of the one still
+open, which the writer would then save as caught up. So each handle's index is
+used by one thread at a time, and readers never touch the writer's.
+
 Every blocking call runs in Starlette's thread pool, so the event loop stays free.
 """
 
