@@ -267,6 +267,8 @@ def test_any_bytes_as_a_file_or_stdin_give_documents_or_an_input_error(
     limit=st.integers(1, 500_000),
     kind=st.sampled_from(["rss", "jsonl", "txt"]),
 )
+@example(entry_bytes=1, limit=2, kind="txt")  # the title, a copy of the text, counted twice
+@example(entry_bytes=300, limit=301, kind="txt")
 def test_max_bytes_bounds_every_input_however_big_one_entry_is(
     scratch: Path, tally: None, entry_bytes: int, limit: int, kind: str
 ) -> None:

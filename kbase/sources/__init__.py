@@ -165,7 +165,12 @@ def _parse(
     documents = _documents(name, source, data, kind, skip_bad=skip_bad, charset=charset, url=url)
     # Parsing should only shrink the input; text that grew (entities that some trick
     # got past the checks) is refused before it goes any further.
-    size = sum(len(d.text) + len(d.title or "") + len(d.url or "") for d in documents)
+    # Each field on its own: a title is often a copy of the text's first line.
+    size = max(
+        sum(len(d.text) for d in documents),
+        sum(len(d.title or "") for d in documents),
+        sum(len(d.url or "") for d in documents),
+    )
     if size > max_chars:
         raise InputError(
             f"{name} holds {size} characters of text once parsed, more than the limit of "
