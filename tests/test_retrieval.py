@@ -41,9 +41,8 @@ class ScatterEmbedder(Embedder):
     dim = DIM
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        rows = [
-            np.random.default_rng(int(content_hash(t)[-15:], 16)).standard_normal(DIM) for t in texts
-        ]
+        seeds = [int(content_hash(t)[-15:], 16) for t in texts]
+        rows = [np.random.default_rng(seed).standard_normal(DIM) for seed in seeds]
         return np.array(rows, dtype=np.float32)
 
 
