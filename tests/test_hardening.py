@@ -737,3 +737,34 @@ def test_one_id_with_two_texts_in_one_command_stores_nothing(
     assert code == 1 and "given twice with different texts" in err, err
     with KnowledgeBase.open(folder, create=False, embedder=HashingEmbedder()) as kb:
         assert kb.documents() == []
+
+
+def test_a_poll_whose_item_failed_fetches_the_feed_in_full_next_time_and_retries_it(
+    open_kb: OpenKB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import local_server, no_proxies
+    from tests.test_feeds import Site, by_url, item, rss
+
+    def garbage_for_globex(request: LLMRequest) -> str | Any:
+        if request.task == "extract" and "Globex" in request.fields.get("chunk", ""):
+            return "not json"
+        return world(request)
+
+    no_proxies(monkeypatch)
+    monkeypatch.setenv("KBASE_ALLOW_PRIVATE_URLS", "1")  # the feed server is on 127.0.0.1
+    Site.bodies, Site.versions, Site.modes, Site.seen = {}, {}, {}, []
+    folder = tmp_path / "kb"
+    with local_server(Site) as site:
+        url = f"{site}/news.xml"
+        Site.publish("/news.xml", rss([item("acme", BOB.text, day=1), item("globex", GLOBEX.text)]))
+        kb = open_kb(folder, llm=ScriptedLLM(garbage_for_globex))
+        kb.subscribe([url])
+        first = by_url(kb.poll(), url)
+        assert first.status == "failed" and "not stored" in (first.error or ""), first
+        assert doc_ids(kb) == ["acme"]
+        kb.close()
+        healed = open_kb(folder)
+        second = by_url(healed.poll(), url)
+        assert Site.seen[-1][1] is None  # no If-None-Match: fetched in full, not a 304
+        assert second.status == "stored" and second.new == 1, second
+        assert doc_ids(healed) == ["acme", "globex"]
