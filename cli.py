@@ -124,7 +124,8 @@ as_of_option = click.option(
     "--db",
     envvar="KBASE_DATABASE_URL",
     metavar="URL",
-    help="Database URL (postgresql://...); default: SQLite inside the folder.",
+    help="Database URL (postgresql://...); default: SQLite inside the folder. A password "
+    "in it is never stored: give it each time ($KBASE_DATABASE_URL, $PGPASSWORD, ~/.pgpass).",
 )
 @click.option(
     "--llm",
