@@ -300,3 +300,25 @@ def test_the_benchmark_runs_on_the_fake_world_and_writes_its_json(tmp_path: Path
     assert all(not r["wrongly_closed"] and not r["planted"] for r in data["rows"])
     assert data["screening"]["benign_set_aside"] == []
     assert data["screening"]["hostile_with_set_aside"] == len(SUITE)
+
+
+MAYOR = "Helen Ortega is the mayor of Millbrook."
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact", "about"),
+    [
+        ("Daniel Reyes was sworn in as mayor, succeeding Ortega.", MAYOR, True),
+        ("The mayor of Millbrook resigned on Friday.", MAYOR, True),
+        ("Acme's chief executive stepped down.", "Carol Diaz is the CFO of Acme.", False),
+        (
+            "Acme Robotics showed a new picking arm.",
+            "Acme Robotics appointed Carol Tate as its finance chief.",
+            False,
+        ),
+    ],
+)
+def test_a_sentence_touches_a_fact_it_names_in_part_only_with_one_of_its_other_words(
+    sentence: str, fact: str, about: bool
+) -> None:
+    assert wording.touches(sentence, fact) is about

@@ -149,15 +149,16 @@ def names_all_of(text: str, statement: str) -> bool:
 
 def touches(sentence: str, statement: str) -> bool:
     """Whether ``sentence`` speaks of what ``statement`` is about, though it may name
-    it only in part: it names something the statement names and shares at least one
-    more of its words, up to their endings ("... was sworn in as mayor, succeeding
-    Ortega" for "Helen Ortega is the mayor of Millbrook"; "Acme moved its offices
-    out of Sheffield" for "Acme Robotics is based in Sheffield"; not "Acme's chief
-    executive stepped down" for "Carol Diaz is the CFO of Acme")."""
+    it only in part: it names something the statement names and shares one of its
+    other words (the role, the figure's noun), up to their endings ("... was sworn in
+    as mayor, succeeding Ortega" for "Helen Ortega is the mayor of Millbrook"; "the
+    mayor of Millbrook resigned"). Names alone are not enough: "Acme Robotics showed
+    a new arm" names all of "Acme Robotics" and says nothing of "Acme Robotics
+    appointed Carol Tate as its finance chief"."""
     present = {_stem(w) for w in words(sentence)}
     named = {_stem(w) for w in names(statement)}
-    wanted = {_stem(w) for w in words(statement) if w not in _FUNCTION_WORDS}
-    return bool(named & present) and len(wanted & present) >= 2
+    other = {_stem(w) for w in words(statement) if w not in _FUNCTION_WORDS} - named
+    return bool(named & present) and bool(other & present)
 
 
 def _bare(word: str) -> str:
