@@ -375,7 +375,7 @@ def render(runs: list[dict[str, Any]]) -> str:
     ]
     for run in runs:
         lines.append(f"Machine: {report.describe(run['machine'])}.")
-    lines += ["", "    " + first.get("command", ""), ""]
+    lines += ["", *["    " + run.get("command", "") for run in runs], ""]
     rows = []
     for run in runs:
         for size in run["sizes"]:
