@@ -89,6 +89,24 @@ def test_a_document_whose_extraction_failed_is_not_stored_and_the_next_ingest_re
     assert healed.verify(deep=True).problems == []
 
 
+def test_a_fact_holding_nul_from_the_model_is_stored_without_it_on_every_database(
+    open_kb: OpenKB, database_url: str | None
+) -> None:
+    """Found by the fuzzing's PostgreSQL tier: ``"\\u0000"`` in an extraction answer
+    became a fact PostgreSQL refused (``DataError``), SQLite stored it."""
+
+    def nul_facts(request: LLMRequest) -> str | Any:
+        if request.task == "extract":
+            return json.dumps({"facts": ["The CEO of Acme is B\x00ob.", "Zed\ud800 is 0\x00."]})
+        return world(request)
+
+    kb = open_kb(llm=ScriptedLLM(nul_facts), database_url=database_url)
+    report = kb.ingest([BOB])
+    assert [d.doc_id for d in report.stored] == ["acme-1"]
+    texts = {f.text for f in kb.facts()}
+    assert "The CEO of Acme is Bob." in texts and not any("\x00" in t for t in texts)
+
+
 # -- readers never fail because a writer or another reader is busy ------------------------
 def _slow_writer(entered: threading.Event, release: threading.Event) -> ScriptedLLM:
     """The fake world, whose extraction of a chunk naming Globex waits for ``release``

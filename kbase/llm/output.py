@@ -10,9 +10,21 @@ def parse_json(text: str | None) -> Any | None:
     """The JSON value of a model answer, or None when it does not parse (garbage,
     truncated, or nested deeper than the parser's recursion limit)."""
     try:
-        return json.loads(text or "")
+        return _storable(json.loads(text or ""))
     except (json.JSONDecodeError, RecursionError):
         return None
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string storable on every database: NUL (``\\u0000`` in
+    the JSON, which PostgreSQL's text refuses) dropped, unpaired surrogates replaced."""
+    if isinstance(value, str):
+        return clean_text(value.replace("\x00", ""))
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
 
 
 def clean_text(text: str) -> str:
