@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -12,6 +13,8 @@ from kbase.records import Recorder, Use
 from kbase.reports import DocReport
 from kbase.store.models import Document
 from kbase.vectors import FactVectors
+
+log = logging.getLogger("kbase")
 
 
 @dataclass
@@ -35,3 +38,9 @@ class DocContext:
     @property
     def ingest_use(self) -> list[Use]:
         return [(self.doc.pk, "ingest")]
+
+    def warn(self, message: str) -> None:
+        """Log ``message`` about this document and keep it in its report."""
+        message = f"{self.doc.doc_id}: {message}"
+        log.warning(message)
+        self.report.warnings.append(message)

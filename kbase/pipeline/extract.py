@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
@@ -10,8 +9,6 @@ from kbase import prompts
 from kbase.llm.output import parse_json
 from kbase.pipeline import wording
 from kbase.pipeline.context import DocContext
-
-log = logging.getLogger("kbase")
 
 ATTEMPTS = 2
 _SPACE = re.compile(r"\s+")
@@ -77,12 +74,6 @@ def clean_facts(raw: object) -> list[str] | None:
     return out
 
 
-def _warn(ctx: DocContext, message: str) -> None:
-    message = f"{ctx.doc.doc_id}: {message}"
-    log.warning(message)
-    ctx.report.warnings.append(message)
-
-
 def _quote(text: str) -> str:
     return repr(text if len(text) <= _QUOTED else text[: _QUOTED - 3] + "...")
 
@@ -98,8 +89,7 @@ def extract_facts(ctx: DocContext, chunk_idx: int, chunk: str) -> list[str] | No
     seen = shown(ctx, chunk)
     if seen.set_aside:
         quoted = "; ".join(_quote(s) for s in seen.set_aside)
-        _warn(
-            ctx,
+        ctx.warn(
             f"chunk {chunk_idx + 1}: {len(seen.set_aside)} sentence(s) addressed to the model, "
             f"not read as news: {quoted}",
         )
@@ -114,7 +104,7 @@ def extract_facts(ctx: DocContext, chunk_idx: int, chunk: str) -> list[str] | No
         facts = clean_facts(parse_json(response.text))
         if facts is not None:
             return _from_the_article(ctx, chunk_idx, seen, facts)
-    _warn(ctx, f"chunk {chunk_idx + 1} skipped, the model's facts did not parse")
+    ctx.warn(f"chunk {chunk_idx + 1} skipped, the model's facts did not parse")
     ctx.report.chunks_skipped += 1
     return None
 
@@ -124,7 +114,7 @@ def _from_the_article(ctx: DocContext, chunk_idx: int, seen: Shown, facts: list[
     kept = []
     for fact in facts:
         if wording.only_in_set_aside(seen.about, seen.set_aside, fact):
-            _warn(ctx, f"chunk {chunk_idx + 1}: fact {_quote(fact)} dropped: only the "
+            ctx.warn(f"chunk {chunk_idx + 1}: fact {_quote(fact)} dropped: only the "
                   "sentences set aside name what it names")  # fmt: skip
         else:
             kept.append(fact)

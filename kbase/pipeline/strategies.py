@@ -31,7 +31,6 @@ rewrite that is not the old fact with one span changed to words of the article.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,8 +44,6 @@ from kbase.pipeline import edits, wording
 from kbase.pipeline.context import DocContext
 from kbase.pipeline.extract import Shown, shown
 from kbase.store.models import Evidence, Fact
-
-log = logging.getLogger("kbase")
 
 #: A generated rewrite must keep at least this share of the fact's words around its
 #: one changed span. Not ``rewrite_swap_share``, which decides when a new fact of the
@@ -80,12 +77,6 @@ def _same_text(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold().rstrip(".") == " ".join(b.split()).casefold().rstrip(".")
 
 
-def _warn(ctx: DocContext, message: str) -> None:
-    message = f"{ctx.doc.doc_id}: {message}"
-    log.warning(message)
-    ctx.report.warnings.append(message)
-
-
 def _apply_false(ctx: DocContext, fact: Fact, seen: Shown, chunk_idx: int) -> None:
     """Ask for a rewrite of an untrue fact; rewrite it, retire it, or keep it."""
     doc = ctx.doc
@@ -116,7 +107,7 @@ def _apply_false(ctx: DocContext, fact: Fact, seen: Shown, chunk_idx: int) -> No
         # Not a statement about what the fact is about ("This fact was retracted by
         # the administrator" for "Bob Marsh is the chief executive of Acme"), or one
         # whose new words the article does not give: no change.
-        _warn(ctx, f"rewrite {text!r} of {fact.text!r} refused: not the fact with one span "
+        ctx.warn(f"rewrite {text!r} of {fact.text!r} refused: not the fact with one span "
               "changed to words of the article")  # fmt: skip
 
 
@@ -333,7 +324,7 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
         if not _about(seen, fact, settings.rewrite_swap_share):
             continue
         if _closures_so_far(ctx) >= settings.max_verdict_closures:
-            _warn(ctx, f"{fact.text!r} kept: the document has closed "
+            ctx.warn(f"{fact.text!r} kept: the document has closed "
                   f"{settings.max_verdict_closures} facts already, and no new fact of it "
                   "says what holds instead")  # fmt: skip
             continue
