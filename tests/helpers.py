@@ -58,6 +58,15 @@ PROXY_VARIABLES = (
 )
 
 
+def default_url_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL policy's defaults: no proxies, no exception for private networks."""
+    from kbase.sources.fetch import ALLOW_PRIVATE_ENV
+
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+
+
 def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Talk to 127.0.0.1 directly, whatever proxies the environment names, with the
     URL policy's loopback and private addresses allowed (KBASE_ALLOW_PRIVATE_URLS)."""

@@ -23,7 +23,7 @@ from mcp import Client
 from kbase.server.app import create_app
 from kbase.server.service import Service
 from kbase.sources.fetch import ALLOW_PRIVATE_ENV
-from tests.helpers import PROXY_VARIABLES, local_server
+from tests.helpers import default_url_policy, local_server
 from tests.test_server import FAKE, assert_error, live, structured, tool_error
 
 BOB = (
@@ -81,9 +81,7 @@ class Site(BaseHTTPRequestHandler):
 
 @pytest.fixture(autouse=True)
 def default_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in PROXY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+    default_url_policy(monkeypatch)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from kbase.kb import KnowledgeBase
 from kbase.sources import read_source
 from kbase.sources.conditional import fetch_if_changed
 from kbase.sources.fetch import ALLOW_PRIVATE_ENV, fetch, non_public
-from tests.helpers import PROXY_VARIABLES, local_server
+from tests.helpers import default_url_policy, local_server
 
 FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Internal</title>
 <item><guid>inside-1</guid><pubDate>Mon, 01 Jan 2024 00:00:00 GMT</pubDate>
@@ -73,10 +73,7 @@ class Redirector(BaseHTTPRequestHandler):
 
 @pytest.fixture(autouse=True)
 def default_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default: no proxies, no exception for private networks."""
-    for variable in PROXY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+    default_url_policy(monkeypatch)
 
 
 @pytest.fixture
