@@ -20,6 +20,12 @@ reuses from the cache. That one-time cost is reported apart ("first document");
 the per-document figures and ratios are over the documents after the first, the
 cost of one more document in a running stream.
 
+``--parallel`` runs the strategies in worker processes of the same run, one per
+usable CPU and each pinned to its CPU (llama.cpp gains only about 1.1x from a
+second thread here, so two one-core workers finish a long stream in little more
+than half the time); every strategy then has one core, the same data and the same
+code, and the report says so.
+
     python -m benchmarks.synth --out benchmarks/data/synth
     KBASE_CACHE=/tmp/kbcache python -m benchmarks.qa --docs benchmarks/data/synth/documents.jsonl \\
         --questions benchmarks/data/synth/questions.jsonl --json benchmarks/results/qa.json
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -357,6 +365,15 @@ def markdown(data: dict[str, Any], title: str) -> str:
         "",
         f"Machine: {report.describe(data['machine'])}.",
         f"Models: {data['models']['embedder']}, {data['models']['llm']}.",
+        *(
+            [
+                "Workers (`--parallel`): "
+                + "; ".join(f"CPU {w['cpu']}: {', '.join(w['strategies'])}" for w in par)
+                + ". Each strategy ran on one core, beside the other worker."
+            ]
+            if (par := data.get("parallel"))
+            else []
+        ),
         f"Data: {d['documents']} documents, {d['questions']} questions "
         f"({d['changed']} whose answer changed, {d.get('unanswerable', 0)} unanswerable)"
         + (f", {d['changes']} changes" if d.get("changes") is not None else "")
@@ -440,6 +457,71 @@ def markdown(data: dict[str, Any], title: str) -> str:
     return "\n".join(out)
 
 
+#: Rough relative cost of a strategy on the real model, to balance --parallel workers.
+RELATIVE_COST = {"erase-paper": 3.0, "kbase": 1.5, "rag": 1.0}
+
+
+def worker_groups(strategies: list[str], workers: int) -> list[list[str]]:
+    """The strategies split over ``workers`` groups, longest first into the least
+    loaded group, each group in the given order."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(workers, len(strategies))))]
+    loads = [0.0] * len(groups)
+    for s in sorted(strategies, key=lambda s: -RELATIVE_COST.get(s, 1.0)):
+        i = loads.index(min(loads))
+        groups[i].append(s)
+        loads[i] += RELATIVE_COST.get(s, 1.0)
+    return [sorted(g, key=strategies.index) for g in groups if g]
+
+
+def _run_strategies(
+    models: Models,
+    group: list[str],
+    args: argparse.Namespace,
+    docs: list[SourceDocument],
+    questions: list[dict[str, Any]],
+    tmp: str,
+    partial: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """``group``'s strategies in order on ``models``, each on a freshly loaded LLM,
+    saving what is done after each (a long run keeps what it has)."""
+    changes = qa_scores.load_changes(args.changes) if args.changes else None
+    results: dict[str, dict[str, Any]] = {}
+    for i, strategy in enumerate(group):
+        if i:
+            models.restart_llm()
+        results[strategy] = run_strategy(
+            models,
+            strategy,
+            docs,
+            questions,
+            Path(tmp) / strategy,
+            changes=changes,
+            abstention_cost=strategy in ABSTENTION_COST[args.abstention_cost],
+        )
+        name = f"{args.json.stem}.{'-'.join(group)}.partial.json"
+        report.write_json(args.json.with_name(name), {**partial, "strategies": results})
+    return results
+
+
+def _run_worker(
+    cpu: int, group: list[str], args: argparse.Namespace, tmp: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A --parallel worker, pinned to ``cpu``: its own models, its strategies."""
+    os.sched_setaffinity(0, {cpu})
+    docs, questions = load_stream(args.docs, args.questions, args.limit_docs)
+    models = load_models(fake=args.fake)
+    try:
+        return _model_names(models, args.fake), _run_strategies(
+            models, group, args, docs, questions, tmp, {"cpu": cpu}
+        )
+    finally:
+        models.close()
+
+
+def _model_names(models: Models, fake: bool) -> dict[str, Any]:
+    return {"embedder": models.embedder_name, "llm": models.llm_name, "fake": fake}
+
+
 def _title(args: argparse.Namespace) -> str:
     if args.title:
         return str(args.title)
@@ -468,13 +550,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--markdown", type=Path, help="also write the report into this file")
     p.add_argument("--section", help="section key in --markdown (default qa or qa-fake)")
     p.add_argument("--title", help="heading of the report (default from the data folder)")
+    p.add_argument(
+        "--parallel",
+        action="store_true",
+        help="one worker process per usable CPU, each pinned to it (see above)",
+    )
     args = p.parse_args(argv)
     docs, questions = load_stream(args.docs, args.questions, args.limit_docs)
     changes = qa_scores.load_changes(args.changes) if args.changes else None
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     data: dict[str, Any] = {"machine": report.machine(), "command": report.command_line()}
-    models = load_models(fake=args.fake)
-    data["models"] = {"embedder": models.embedder_name, "llm": models.llm_name, "fake": args.fake}
     data["data"] = {
         "docs": str(args.docs),
         "questions_file": str(args.questions),
@@ -487,27 +572,26 @@ def main(argv: list[str] | None = None) -> None:
         "limit_docs": args.limit_docs,
         "abstention_cost": args.abstention_cost,
     }
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="kbase-qa-") as tmp:
-            for i, strategy in enumerate(strategies):
-                if i:
-                    models.restart_llm()
-                results[strategy] = run_strategy(
-                    models,
-                    strategy,
-                    docs,
-                    questions,
-                    Path(tmp) / strategy,
-                    changes=changes,
-                    abstention_cost=strategy in ABSTENTION_COST[args.abstention_cost],
-                )
-                # A long run keeps what it has: each strategy's results once it ends.
-                report.write_json(
-                    args.json.with_suffix(".partial.json"), {**data, "strategies": results}
-                )
-    finally:
-        models.close()
+    with tempfile.TemporaryDirectory(prefix="kbase-qa-") as tmp:
+        if args.parallel:
+            cpus = sorted(os.sched_getaffinity(0))
+            groups = worker_groups(strategies, len(cpus))
+            # spawn: each worker loads its own models in a clean process.
+            pinned = list(zip(cpus, groups, strict=False))
+            with multiprocessing.get_context("spawn").Pool(len(pinned)) as pool:
+                runs = [pool.apply_async(_run_worker, (c, g, args, tmp)) for c, g in pinned]
+                done = [run.get() for run in runs]
+            merged = {k: v for _, part in done for k, v in part.items()}
+            results = {s: merged[s] for s in strategies}
+            data["models"] = done[0][0]
+            data["parallel"] = [{"cpu": c, "strategies": g} for c, g in pinned]
+        else:
+            models = load_models(fake=args.fake)
+            data["models"] = _model_names(models, args.fake)
+            try:
+                results = _run_strategies(models, strategies, args, docs, questions, tmp, data)
+            finally:
+                models.close()
     data["machine"]["load_average_1m_at_end"] = report.load_average()
     data["strategies"] = results
     data["comparison"] = comparison(results)
