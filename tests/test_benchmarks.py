@@ -372,3 +372,31 @@ def test_qa_scores_abstention_and_stale_facts_on_fake_models(tmp_path: Path) -> 
     assert "no_abstention" not in data["strategies"]["kbase"]
     assert md.read_text().count("<!-- bench:qa-realistic -->") == 1
     plot_qa.main(["--json", str(out), "--png", str(tmp_path / "qa.png")])
+
+
+def test_worker_groups_balance_the_strategies_over_the_cpus() -> None:
+    assert qa.worker_groups(["rag", "erase-paper", "kbase"], 2) == [
+        ["erase-paper"],
+        ["rag", "kbase"],
+    ]
+    assert qa.worker_groups(["rag", "erase-paper", "kbase"], 1) == [["rag", "erase-paper", "kbase"]]
+    assert qa.worker_groups(["rag", "kbase"], 8) == [["kbase"], ["rag"]]
+
+
+def test_parallel_workers_give_the_answers_of_one_process(tmp_path: Path) -> None:
+    docs, questions, changes = _tiny_stream(tmp_path)
+    args = ["--docs", str(docs), "--questions", str(questions), "--changes", str(changes)]
+    args += ["--fake", "--markdown", str(tmp_path / "bench.md")]
+    qa.main([*args, "--json", str(tmp_path / "one.json")])
+    qa.main([*args, "--json", str(tmp_path / "par.json"), "--parallel"])
+    one, par = (json.loads((tmp_path / n).read_text()) for n in ("one.json", "par.json"))
+
+    def without_times(result: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(a["id"], a["chosen"], a["correct"]) for a in result["answers"]]
+
+    assert list(par["strategies"]) == list(one["strategies"])
+    for name, result in one["strategies"].items():
+        assert without_times(par["strategies"][name]) == without_times(result), name
+        assert par["strategies"][name]["stale"] == result["stale"], name
+    assert {s for w in par["parallel"] for s in w["strategies"]} == set(one["strategies"])
+    assert "Workers (`--parallel`)" in (tmp_path / "bench.md").read_text()
