@@ -225,7 +225,8 @@ def current_facts(kb: KnowledgeBase) -> dict[int, tuple[str, str]]:
 def run_article(
     m: Models, built: Path, scratch: Path, strategy: str, row: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Ingest ``row`` into a fresh copy of the store built at ``built``."""
+    """Ingest ``row`` into a fresh copy of the store built at ``built`` (a SQLite
+    store, whose folder holds all of it)."""
     copy = scratch / f"{strategy}-{row['id']}"
     shutil.copytree(built, copy)
     try:
