@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kbase import render
+from kbase.config import Settings
 from kbase.embed import EMBEDDERS
 from kbase.llm import BACKENDS
 
@@ -171,16 +172,16 @@ def cli(
 @click.option(
     "--strategy",
     type=StrategyChoice(),
-    default="kbase",
+    default=Settings().strategy,
     show_default=True,
     help="How new documents edit stored facts.",
 )
 @click.option(
     "--embedder",
     type=click.Choice(list(EMBEDDERS)),
-    default="minilm",
+    default=Settings().embedder,
     show_default=True,
-    help="Embedding model.",
+    help="Embedding model: all-MiniLM-L6-v2 on onnxruntime (minilm-onnx) or torch (minilm).",
 )
 @click.option(
     "--chunk-tokens",
@@ -199,7 +200,6 @@ def init(
     opts: Options, strategy: str, embedder: str, chunk_tokens: int | None, threshold: float | None
 ) -> None:
     """Create a knowledge base with fixed settings (ingest creates one with defaults)."""
-    from kbase.config import Settings
     from kbase.kb import KnowledgeBase
     from kbase.paths import kb_folder
     from kbase.runtime import CONFIG_FILE

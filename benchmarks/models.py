@@ -90,16 +90,16 @@ def load_models(*, fake: bool, llm: bool = True) -> Models:
         load_llm = world_llm
         embedder_name = "fake hashing embedder"
     else:
-        from kbase.embed.minilm import MiniLMEmbedder
+        from kbase.embed import get_embedder
         from kbase.llm import get_backend
 
-        inner = MiniLMEmbedder()
+        inner = get_embedder(Settings().embedder)  # what kb init gives a new store
         inner.embed(["warm up"])
 
         def load_llm() -> LLMBackend:
             return get_backend("llama-cpp")
 
-        embedder_name = "all-MiniLM-L6-v2"
+        embedder_name = f"{inner.model_id} ({Settings().embedder})"
     backend = load_llm() if llm else None
     llm_name = "fake-world LLM" if fake else getattr(backend, "model_id", "none")
     return Models(

@@ -21,7 +21,10 @@ class Settings:
     #: ``rag`` never edits; ``erase-paper`` is ERASE's reference call pattern;
     #: ``kbase`` batches and scores verdicts (see docs/design.md).
     strategy: str = "kbase"
-    embedder: str = "minilm"
+    #: all-MiniLM-L6-v2 on onnxruntime: the same vectors as sentence-transformers'
+    #: ``minilm`` (tests/test_embedders.py) without importing torch, which costs a new
+    #: process 6-11 s (docs/models.md).
+    embedder: str = "minilm-onnx"
     #: LLM backend name (``llama-cpp``, ``openai``, ``vllm``) and its model.
     llm: str = "llama-cpp"
     llm_model: str | None = None

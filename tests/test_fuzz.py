@@ -1036,6 +1036,7 @@ def fast_fakes(monkeypatch: pytest.MonkeyPatch) -> None:
         return OpenAIBackend(base_url=base_url, model=model, backoff=0.01, timeout=2.0)
 
     monkeypatch.setitem(EMBEDDERS, "minilm", HashingEmbedder)
+    monkeypatch.setitem(EMBEDDERS, "minilm-onnx", HashingEmbedder)
     monkeypatch.setitem(BACKENDS, "llama-cpp", replace(BACKENDS["llama-cpp"], factory=world_llm))
     monkeypatch.setitem(BACKENDS, "openai", replace(BACKENDS["openai"], factory=quick_openai))
     for variable in ("KBASE_DEBUG", "KBASE_DATABASE_URL", "HTTP_PROXY", "http_proxy"):
