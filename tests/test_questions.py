@@ -16,6 +16,7 @@ from kbase.llm import BACKENDS, BackendEntry
 from kbase.llm.base import LLMRequest
 from kbase.llm.fake import ScriptedLLM, world
 from kbase.ops.questions import _parse_answer
+from kbase.pipeline import wording
 from kbase.pipeline.extract import clean_facts
 from kbase.prompts import MAX_FACTS_PER_CHUNK
 from tests.helpers import news
@@ -70,6 +71,64 @@ def test_choose_abstains_when_no_choice_is_stated_and_picks_one_that_is(tmp_path
         question = "Who is the CEO of Acme?"
         assert kb.choose(question, ["Dana", "Bob"], allow_unknown=True) == 1
         assert kb.choose(question, ["Dana", "Erin"], allow_unknown=True) is None
+
+
+MAYOR = "Helen Ortega is the mayor of Millbrook. Millbrook has 40,000 people."
+
+
+def answers_first(request: LLMRequest) -> object:
+    """A model sure of the first choice and of fact 1, whatever it is asked."""
+    if request.task == "choice":
+        return {c: (0.0 if i == 0 else -9.0) for i, c in enumerate(request.choices or ())}
+    if request.task == "answer":
+        return json.dumps({"known": True, "answer": "Helen Ortega.", "citations": [1]})
+    return world(request)
+
+
+def test_a_fact_about_another_place_answers_nothing_whatever_the_model_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(BACKENDS, "first", BackendEntry(lambda **_: ScriptedLLM(answers_first)))
+    settings = Settings(embedder="fake", llm="first", answer_min_score=0.0)
+    with KnowledgeBase.open(tmp_path / "kb", settings=settings) as kb:
+        kb.ingest([news("d1", MAYOR)])
+        elsewhere = "Who is the mayor of Dunmere?"
+        assert kb.ask(elsewhere).known is False
+        assert kb.choose(elsewhere, ["Helen Ortega", "Dana Whitlock"], allow_unknown=True) is None
+        # Without abstention a choice is still made; about Millbrook, the answer stands.
+        assert kb.choose(elsewhere, ["Helen Ortega", "Dana Whitlock"]) == 0
+        here = "Who is the mayor of Millbrook?"
+        assert kb.ask(here).known is True
+        assert kb.choose(here, ["Helen Ortega", "Dana Whitlock"], allow_unknown=True) == 0
+        # A choice no retrieved fact names is not known either.
+        assert kb.choose(here, ["Dana Whitlock", "Helen Ortega"], allow_unknown=True) is None
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "fact", "context", "expected"),
+    [
+        ("Who is the mayor of Millbrook?", "Helen Ortega", MAYOR, "", True),
+        ("Who is the mayor of Dunmere?", "Helen Ortega", MAYOR, "", False),
+        # The article behind a fact may name what the fact leaves out.
+        ("Who is the mayor of Millbrook?", "Helen Ortega", "Mayor Helen Ortega spoke.", MAYOR,
+         True),
+        ("Who coaches the Port Wenlow Harriers?", "Ivo Stanek", "Stanek coaches the Harriers.",
+         "Ivo Stanek took over at Port Wenlow.", True),
+        ("Who coaches the Port Wenlow Harriers?", "Ivo Stanek", "Stanek coaches the Harriers.",
+         "", False),
+        ("Which club does Jonah Ekwueme play for?", "Port Wenlow Harriers",
+         "Jonah Ekwueme scored for the Harriers.", "", True),
+        ("How many people live in Millbrook?", "38,400", MAYOR, "", False),
+        # An answer that names nothing, or a question whose abbreviations facts spell out.
+        ("What is planned for the Ferris Lane pool?", "will close",
+         "The Ferris Lane pool will close.", "", True),
+        ("Who is the CEO of Acme?", "Bob", "The chief executive of Acme is Bob.", "", True),
+    ],
+)  # fmt: skip
+def test_a_fact_answers_what_it_and_its_article_name(
+    question: str, answer: str, fact: str, context: str, expected: bool
+) -> None:
+    assert wording.answers(question, answer, fact, context) is expected
 
 
 def test_any_number_of_choices_up_to_26_and_a_clear_error_past_it(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ LLM with citations to the documents behind them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from kbase import prompts
 from kbase.errors import BadModelOutput
 from kbase.llm.output import parse_json
+from kbase.pipeline import wording
 from kbase.records import Use
 from kbase.reports import Answer, Citation, FactHit
 from kbase.runtime import Runtime
@@ -38,15 +40,34 @@ def fact_hits(session: Session, hits: list[Hit]) -> list[FactHit]:
     return out
 
 
-def _context(
-    session: Session, hits: list[Hit]
-) -> tuple[list[FactHit], list[tuple[str, str]], list[Use]]:
-    """The facts a question's prompt lists, as (date, text), and the documents whose
-    text that puts in the prompt (every version's, for rewritten facts)."""
+@dataclass(frozen=True)
+class _Context:
+    """What a question's prompt is built from: the facts, listed as (date, text); the
+    documents whose text that puts in the prompt (every version's, for rewritten
+    facts); and, for each fact, the text of its documents."""
+
+    facts: list[FactHit]
+    listed: list[tuple[str, str]]
+    uses: list[Use]
+    sources: list[str]
+
+
+def _context(session: Session, hits: list[Hit]) -> _Context:
     facts = fact_hits(session, hits)
-    listed = [(f.citation.published or "undated", f.text) for f in facts]
-    documents = {pk for h in hits for pk in queries.lineage_documents(session, h.fact)}
-    return facts, listed, [(pk, "context") for pk in sorted(documents)]
+    lineages = [queries.lineage_documents(session, h.fact) for h in hits]
+    texts = queries.document_texts(session, set().union(*lineages))
+    return _Context(
+        facts,
+        [(f.citation.published or "undated", f.text) for f in facts],
+        [(pk, "context") for pk in sorted(texts)],
+        ["\n".join(texts[pk] for pk in sorted(lineage)) for lineage in lineages],
+    )
+
+
+def _answers(context: _Context, i: int, question: str, answer: str = "") -> bool:
+    """Whether fact ``i`` (0-based) can answer ``question`` with ``answer``
+    (:func:`kbase.pipeline.wording.answers`)."""
+    return wording.answers(question, answer, context.facts[i].text, context.sources[i])
 
 
 def search(rt: Runtime, query: str, k: int, as_of: date | None) -> list[FactHit]:
@@ -77,20 +98,21 @@ def ask(rt: Runtime, question: str, k: int, as_of: date | None) -> Answer:
         if not hits:
             return unknown(as_of)
         with session.begin():
-            facts, listed, uses = _context(session, hits)
+            context = _context(session, hits)
             request = prompts.answer_request(
-                question, listed, as_of=as_of.isoformat() if as_of else None
+                question, context.listed, as_of=as_of.isoformat() if as_of else None
             )
-            response = rt.recorder(session).generate(request, uses)
-            known, text, numbers = _parse_answer(response.text, len(facts))
-    if not known or not numbers:
+            response = rt.recorder(session).generate(request, context.uses)
+            known, text, numbers = _parse_answer(response.text, len(context.facts))
+    # An answer stands only on a cited fact about what the question names.
+    if not known or not any(_answers(context, n - 1, question) for n in numbers):
         return unknown(as_of)
     citations: list[Citation] = []
     for n in numbers:
-        c = facts[n - 1].citation
+        c = context.facts[n - 1].citation
         if c not in citations:
             citations.append(c)
-    return Answer(text, citations, facts)
+    return Answer(text, citations, context.facts)
 
 
 def choose(
@@ -112,19 +134,23 @@ def choose(
             if not hits:
                 return None
         with session.begin():
-            _facts, listed, uses = _context(session, hits)
+            context = _context(session, hits)
             request = prompts.choice_request(
                 question,
                 choices,
-                listed,
+                context.listed,
                 as_of=as_of.isoformat() if as_of else None,
                 allow_unknown=allow_unknown,
             )
-            scores = rt.recorder(session).score(request, uses)
+            scores = rt.recorder(session).score(request, context.uses)
     letters = request.choices or ()
     ranked = dict(scores.scores or {})
     best = max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
-    return None if best >= len(choices) else best
+    if best >= len(choices):
+        return None
+    # With abstention allowed, a choice no retrieved fact can give is not known.
+    supported = any(_answers(context, i, question, choices[best]) for i in range(len(hits)))
+    return best if supported or not allow_unknown else None
 
 
 def _parse_answer(text: str | None, n_facts: int) -> tuple[bool, str, list[int]]:

@@ -165,6 +165,43 @@ def _bare(word: str) -> str:
     return word.casefold().removesuffix("'s")
 
 
+#: Words that open a question without naming anything in it.
+_QUESTION_OPENERS = frozenset({
+    "who", "whom", "whose", "what", "which", "when", "where", "why", "how", "is", "are", "was",
+    "were", "does", "do", "did", "has", "have", "can", "will", "name", "tell", "list",
+})  # fmt: skip
+
+
+def question_names(question: str) -> set[str]:
+    """What a question names (:func:`names`), without its opening question word and
+    without all-capital abbreviations ("CEO", "CFO"), which facts spell out."""
+    found = [w.strip(".'-?") for w in _WORD.findall(question)]
+    if found and found[0].casefold() in _QUESTION_OPENERS:
+        found = found[1:]
+    return names(" ".join(w for w in found if not (w.isalpha() and w.isupper() and len(w) > 1)))
+
+
+def _named_share(wanted: set[str], text: str) -> float:
+    """The share of ``wanted`` (case-folded names) that ``text`` names (none wanted: 1)."""
+    if not wanted:
+        return 1.0
+    return len(wanted & {_bare(w) for w in words(text)}) / len(wanted)
+
+
+def answers(question: str, answer: str, fact: str, context: str) -> bool:
+    """Whether a fact can answer ``question`` with ``answer``: the fact names part of
+    what the answer names ("Stanek" for "Ivo Stanek", "the Harriers" for "Port Wenlow
+    Harriers"; an answer naming nothing, "will close", passes), and the fact with
+    ``context`` (the text of the articles behind it) names more than half of what the
+    question names, so that a fact about the mayor of Kestrel Falls does not answer
+    "Who is the mayor of Dunmere?" and one about petrol prices still answers "...
+    petrol in Lendmoor County?" when only its article names the county."""
+    if _named_share(names(answer), fact) == 0:
+        return False
+    asked = question_names(question)
+    return not asked or _named_share(asked, f"{fact}\n{context}") > 0.5
+
+
 # -- instructions inside articles ------------------------------------------------------
 
 #: What the model is called by text that addresses it.

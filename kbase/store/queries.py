@@ -65,6 +65,14 @@ def citations_by_pk(session: Session, pks: set[int]) -> dict[int, Citation]:
     }
 
 
+def document_texts(session: Session, pks: set[int]) -> dict[int, str]:
+    """The stored text of these documents, by primary key."""
+    if not pks:
+        return {}
+    rows = session.execute(select(Document.pk, Document.text).where(Document.pk.in_(pks)))
+    return {pk: text for pk, text in rows.tuples()}
+
+
 def lineage_documents(session: Session, fact: Fact) -> set[int]:
     """Documents whose text went into ``fact``: its creator and every earlier version's."""
     rows = session.execute(
