@@ -24,7 +24,9 @@ cost of one more document in a running stream.
 usable CPU and each pinned to its CPU (llama.cpp gains only about 1.1x from a
 second thread here, so two one-core workers finish a long stream in little more
 than half the time); every strategy then has one core, the same data and the same
-code, and the report says so.
+code, and the report says so. Each worker saves its strategies' results as it
+finishes them (``<json stem>.<group>.partial.json``); ``--from-partials``, with the
+run's other arguments, reports those of a run that was stopped.
 
     python -m benchmarks.synth --out benchmarks/data/synth
     KBASE_CACHE=/tmp/kbcache python -m benchmarks.qa --docs benchmarks/data/synth/documents.jsonl \\
@@ -374,6 +376,14 @@ def markdown(data: dict[str, Any], title: str) -> str:
             if (par := data.get("parallel"))
             else []
         ),
+        *(
+            [
+                f"Not finished: {', '.join(unfinished)}. The run was stopped; this report "
+                "gives the strategies its workers had saved (`--from-partials`)."
+            ]
+            if (unfinished := data.get("unfinished"))
+            else []
+        ),
         f"Data: {d['documents']} documents, {d['questions']} questions "
         f"({d['changed']} whose answer changed, {d.get('unanswerable', 0)} unanswerable)"
         + (f", {d['changes']} changes" if d.get("changes") is not None else "")
@@ -511,11 +521,26 @@ def _run_worker(
     docs, questions = load_stream(args.docs, args.questions, args.limit_docs)
     models = load_models(fake=args.fake)
     try:
-        return _model_names(models, args.fake), _run_strategies(
-            models, group, args, docs, questions, tmp, {"cpu": cpu}
+        names = _model_names(models, args.fake)
+        return names, _run_strategies(
+            models, group, args, docs, questions, tmp, {"cpu": cpu, "models": names}
         )
     finally:
         models.close()
+
+
+def _saved_partials(
+    path: Path, strategies: list[str], data: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The strategies a --parallel run saved beside ``path`` (its workers' partial
+    files), in ``strategies``' order; the rest are listed in ``data["unfinished"]``."""
+    saved: dict[str, dict[str, Any]] = {}
+    for part in sorted(path.parent.glob(f"{path.stem}.*.partial.json")):
+        loaded = json.loads(part.read_text())
+        saved.update(loaded["strategies"])
+        data["models"] = loaded.get("models", {"embedder": "not saved", "llm": "not saved"})
+    data["unfinished"] = [s for s in strategies if s not in saved]
+    return {s: saved[s] for s in strategies if s in saved}
 
 
 def _model_names(models: Models, fake: bool) -> dict[str, Any]:
@@ -555,6 +580,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="one worker process per usable CPU, each pinned to it (see above)",
     )
+    p.add_argument(
+        "--from-partials",
+        action="store_true",
+        help="run nothing: report the strategies a stopped --parallel run saved",
+    )
     args = p.parse_args(argv)
     docs, questions = load_stream(args.docs, args.questions, args.limit_docs)
     changes = qa_scores.load_changes(args.changes) if args.changes else None
@@ -573,7 +603,9 @@ def main(argv: list[str] | None = None) -> None:
         "abstention_cost": args.abstention_cost,
     }
     with tempfile.TemporaryDirectory(prefix="kbase-qa-") as tmp:
-        if args.parallel:
+        if args.from_partials:
+            results = _saved_partials(args.json, strategies, data)
+        elif args.parallel:
             cpus = sorted(os.sched_getaffinity(0))
             groups = worker_groups(strategies, len(cpus))
             # spawn: each worker loads its own models in a clean process.

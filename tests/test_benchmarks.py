@@ -400,3 +400,18 @@ def test_parallel_workers_give_the_answers_of_one_process(tmp_path: Path) -> Non
         assert par["strategies"][name]["stale"] == result["stale"], name
     assert {s for w in par["parallel"] for s in w["strategies"]} == set(one["strategies"])
     assert "Workers (`--parallel`)" in (tmp_path / "bench.md").read_text()
+
+    # A stopped run: one worker's file is left, the report gives what it saved.
+    saved, *others = sorted(tmp_path.glob("par.*.partial.json"))
+    for other in others:
+        other.unlink()
+    kept = json.loads(saved.read_text())["strategies"]
+    (tmp_path / "bench.md").write_text("")
+    qa.main([*args, "--json", str(tmp_path / "par.json"), "--from-partials"])
+    stopped = json.loads((tmp_path / "par.json").read_text())
+    assert list(stopped["strategies"]) == [s for s in one["strategies"] if s in kept]
+    assert stopped["unfinished"] == [s for s in one["strategies"] if s not in kept]
+    for name in kept:
+        assert stopped["strategies"][name]["answers"] == kept[name]["answers"]
+    if others:
+        assert "Not finished: " in (tmp_path / "bench.md").read_text()
