@@ -104,6 +104,23 @@ def test_a_fact_about_another_place_answers_nothing_whatever_the_model_says(
         assert kb.choose(here, ["Dana Whitlock", "Helen Ortega"], allow_unknown=True) is None
 
 
+def test_an_answer_cites_only_the_facts_about_what_was_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cites_everything(request: LLMRequest) -> object:
+        if request.task == "answer":
+            return json.dumps({"known": True, "answer": "Helen Ortega.", "citations": [1, 2, 3]})
+        return world(request)
+
+    monkeypatch.setitem(BACKENDS, "all", BackendEntry(lambda **_: ScriptedLLM(cites_everything)))
+    settings = Settings(embedder="fake", llm="all", answer_min_score=0.0)
+    with KnowledgeBase.open(tmp_path / "kb", settings=settings) as kb:
+        kb.ingest([news("d1", MAYOR), news("d2", "Globex Foods opened a bakery in York.", day=2)])
+        answer = kb.ask("Who is the mayor of Millbrook?")
+    assert answer.known is True
+    assert [c.doc_id for c in answer.citations] == ["d1"]
+
+
 @pytest.mark.parametrize(
     ("question", "answer", "fact", "context", "expected"),
     [

@@ -104,8 +104,10 @@ def ask(rt: Runtime, question: str, k: int, as_of: date | None) -> Answer:
             )
             response = rt.recorder(session).generate(request, context.uses)
             known, text, numbers = _parse_answer(response.text, len(context.facts))
-    # An answer stands only on a cited fact about what the question names.
-    if not known or not any(_answers(context, n - 1, question) for n in numbers):
+    # An answer stands only on cited facts about what the question names, and cites
+    # only those (not a fact about another company the model also listed).
+    numbers = [n for n in numbers if _answers(context, n - 1, question)]
+    if not known or not numbers:
         return unknown(as_of)
     citations: list[Citation] = []
     for n in numbers:
