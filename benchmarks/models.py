@@ -93,13 +93,14 @@ def load_models(*, fake: bool, llm: bool = True) -> Models:
         from kbase.embed import get_embedder
         from kbase.llm import get_backend
 
-        inner = get_embedder(Settings().embedder)  # what kb init gives a new store
+        default = Settings().embedder  # what kb init gives a new store
+        inner = get_embedder(default)
         inner.embed(["warm up"])
 
         def load_llm() -> LLMBackend:
             return get_backend("llama-cpp")
 
-        embedder_name = f"{inner.model_id} ({Settings().embedder})"
+        embedder_name = f"{inner.model_id} ({default})"
     backend = load_llm() if llm else None
     llm_name = "fake-world LLM" if fake else getattr(backend, "model_id", "none")
     return Models(

@@ -150,9 +150,11 @@ def choose(
     best = max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
     if best >= len(choices):
         return None
+    if not allow_unknown:
+        return best
     # With abstention allowed, a choice no retrieved fact can give is not known.
     supported = any(_answers(context, i, question, choices[best]) for i in range(len(hits)))
-    return best if supported or not allow_unknown else None
+    return best if supported else None
 
 
 def _parse_answer(text: str | None, n_facts: int) -> tuple[bool, str, list[int]]:

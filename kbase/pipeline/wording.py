@@ -101,16 +101,19 @@ def names(text: str) -> set[str]:
     }
 
 
+def _named_share(wanted: set[str], text: str) -> float:
+    """The share of ``wanted`` (case-folded names) that ``text`` names (none wanted: 1)."""
+    if not wanted:
+        return 1.0
+    return len(wanted & {_bare(w) for w in words(text)}) / len(wanted)
+
+
 def names_most_of(text: str, statement: str) -> bool:
     """Whether ``text`` names more than half of what ``statement`` names (a
     statement that names nothing: yes). An article that names less than that of a
     fact ("Pioneer Media" alone, for "The chief executive of Pioneer Media is Marek
     Horvat") is not about it."""
-    wanted = names(statement)
-    if not wanted:
-        return True
-    present = {_bare(w) for w in words(text)}
-    return 2 * len(wanted & present) > len(wanted)
+    return _named_share(names(statement), text) > 0.5
 
 
 #: Words that carry no claim of their own: a statement may use them whatever its
@@ -181,13 +184,6 @@ def question_names(question: str) -> set[str]:
     return names(" ".join(w for w in found if not (w.isalpha() and w.isupper() and len(w) > 1)))
 
 
-def _named_share(wanted: set[str], text: str) -> float:
-    """The share of ``wanted`` (case-folded names) that ``text`` names (none wanted: 1)."""
-    if not wanted:
-        return 1.0
-    return len(wanted & {_bare(w) for w in words(text)}) / len(wanted)
-
-
 def answers(question: str, answer: str, fact: str, context: str) -> bool:
     """Whether a fact can answer ``question`` with ``answer``: the fact names part of
     what the answer names ("Stanek" for "Ivo Stanek", "the Harriers" for "Port Wenlow
@@ -198,8 +194,7 @@ def answers(question: str, answer: str, fact: str, context: str) -> bool:
     petrol in Lendmoor County?" when only its article names the county."""
     if _named_share(names(answer), fact) == 0:
         return False
-    asked = question_names(question)
-    return not asked or _named_share(asked, f"{fact}\n{context}") > 0.5
+    return _named_share(question_names(question), f"{fact}\n{context}") > 0.5
 
 
 # -- instructions inside articles ------------------------------------------------------
