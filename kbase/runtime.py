@@ -26,6 +26,8 @@ from kbase.embed import Embedder, get_embedder
 from kbase.errors import DiskFull, LockTimeout, StoreError, disk_full, without_password
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm import LLMBackend, backend_for, model_id_for
+from kbase.llm.prefix_states import FOLDER_NAME as STATES_FOLDER
+from kbase.llm.prefix_states import PrefixStates
 from kbase.locking import clean_scratch, writer_lock
 from kbase.paths import kb_folder
 from kbase.records import Recorder
@@ -166,6 +168,9 @@ class Runtime:
         #: Seconds a write waits for another writer (None: $KBASE_LOCK_TIMEOUT or 60).
         self.lock_timeout: float | None = None
         self._vectors: FactVectors | None = None
+        #: Saved model states of prompt prefixes (the first call of a process resumes
+        #: from them instead of recomputing the shared instructions and examples).
+        self.prefix_states = PrefixStates(folder / STATES_FOLDER)
 
     @classmethod
     def open(
@@ -228,12 +233,13 @@ class Runtime:
             else:
                 stored = Settings.from_json(row.value)
         active = stored.with_overrides(**(overrides or {}))
+        states = PrefixStates(path / STATES_FOLDER)
         return cls(
             path,
             engine,
             active,
             embedder=embedder or get_embedder(active.embedder),
-            backend=backend or (lambda: backend_for(active)),
+            backend=backend or (lambda: backend_for(active, prefix_states=states)),
             owns_backend=backend is None,
         )
 

@@ -27,6 +27,7 @@ import httpx
 import platformdirs
 import pytest
 
+from kbase import prompts
 from kbase.errors import ConfigError, ModelError, ModelUnavailable
 from kbase.llm import (
     BACKENDS,
@@ -41,6 +42,7 @@ from kbase.llm.fake import ScriptedLLM
 from kbase.llm.llama_cpp_backend import reused_prefix
 from kbase.llm.model_files import DEFAULT_MODEL, default_model_path, gguf_model_id
 from kbase.llm.openai_backend import OpenAIBackend
+from kbase.llm.prefix_states import PrefixStates
 from kbase.llm.scoring import MISSING_MARGIN, fill_missing, match_token_text
 from kbase.llm.vllm_backend import VllmBackend, structured_output_options
 
@@ -631,3 +633,64 @@ def test_answer_that_is_not_json(fake_server: Callable[..., FakeServer]) -> None
     with pytest.raises(ModelError, match="something other than JSON"):
         backend.generate(ask("hi"))
     backend.close()
+
+
+ARTICLE = (
+    "Millbrook's council approved a new bus route on Monday. The route links the "
+    "railway station with the hospital and starts running in March."
+)
+
+
+@pytest.mark.real
+def test_a_new_process_resumes_the_shared_prefix_from_its_saved_state(
+    real_model: Path, tmp_path: Path
+) -> None:
+    states = PrefixStates(tmp_path / "states")
+    request = prompts.extract_request(ARTICLE, title="A new bus route", published=None)
+    first = get_backend("llama-cpp", model_path=real_model, prefix_states=states)
+    try:
+        computed = first.generate(request)
+    finally:
+        first.close()
+    assert len(states.keys()) == 1
+    assert computed.cached_tokens == 0  # the prefix was computed, then saved
+
+    # Another backend (as in a new process) loads the prefix instead of computing it,
+    # and answers the same: the state holds exactly the prefix's tokens.
+    second = get_backend("llama-cpp", model_path=real_model, prefix_states=states)
+    try:
+        loaded = second.generate(request)
+    finally:
+        second.close()
+    assert loaded.text == computed.text
+    assert loaded.prompt_tokens == computed.prompt_tokens
+    assert 800 <= loaded.cached_tokens < loaded.prompt_tokens
+
+    # A damaged file is dropped and the prefix computed again.
+    (key,) = states.keys()
+    states.save(key, b"not a state")
+    third = get_backend("llama-cpp", model_path=real_model, prefix_states=states)
+    try:
+        again = third.generate(request)
+    finally:
+        third.close()
+    assert again.text == computed.text
+    assert again.cached_tokens == 0
+    assert states.load(key) not in (None, b"not a state")
+
+
+def test_saved_prefix_states_keep_the_most_recently_used_and_clear_at_once(
+    tmp_path: Path,
+) -> None:
+    states = PrefixStates(tmp_path / "states", max_files=2)
+    assert states.load("a1") is None and states.keys() == []
+    for key in ("a1", "b2", "c3"):
+        states.save(key, key.encode())
+        time.sleep(0.01)  # distinct modification times
+    assert states.keys() == ["b2", "c3"]  # a1, the least recently used, went
+    assert states.load("b2") == b"b2"
+    assert states.keys() == ["c3", "b2"]
+    with pytest.raises(ValueError, match="bad state key"):
+        states.load("../kbase.db")
+    states.clear()
+    assert states.keys() == [] and not (tmp_path / "states").exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -25,9 +26,12 @@ from sqlalchemy import select
 
 from kbase.hashing import content_hash, sha256_hex
 from kbase.kb import KnowledgeBase
+from kbase.llm import LLMRequest
+from kbase.llm.fake import ScriptedLLM, world
+from kbase.llm.prefix_states import PrefixStates
 from kbase.store.db import checkpoint_sqlite
 from kbase.store.feeds import KEY_NAME, id_hash
-from kbase.store.models import ForgottenId, Meta
+from kbase.store.models import Fact, ForgottenId, Meta
 from tests.conftest import OpenKB
 from tests.helpers import news, rows_holding
 
@@ -176,3 +180,45 @@ def test_forgetting_for_good_leaves_only_a_keyed_hash_of_the_id_in_a_postgres_st
     (digest,) = left_behind(kb)
     assert digest == id_hash(forget_key(kb), doc_id)
     not_derivable_without_the_key(digest, doc_id, text)
+
+
+class SavingPrefixStates(ScriptedLLM):
+    """The fake world, saving each prompt's prefix where the llama.cpp backend saves
+    that prefix's model state (here the prefix's own text stands for the state)."""
+
+    def __init__(self) -> None:
+        super().__init__(world, model_id="fake")
+        self.states: PrefixStates | None = None
+
+    def _ask(self, request: LLMRequest) -> str | Mapping[str, float]:
+        if self.states is not None and len(request.messages) > 1:
+            prefix = "".join(m.content for m in request.messages[:-1])
+            self.states.save(sha256_hex(prefix), prefix.encode("utf-8"))
+        return super()._ask(request)
+
+
+@pytest.mark.sqlite
+def test_a_forgotten_document_leaves_no_saved_model_state_of_prompts_that_showed_it(
+    open_kb: OpenKB, tmp_path: Path
+) -> None:
+    """A correction is a few-shot example tied to its documents; prompts show it, so
+    saved prefix states hold it, until a forget of one of those documents."""
+    folder = tmp_path / "kb"
+    canary = uuid.uuid4().hex
+    llm = SavingPrefixStates()
+    kb = open_kb(folder, llm=llm)
+    llm.states = kb.runtime.prefix_states
+    kb.ingest(
+        [
+            news("bob", f"The CEO of Acme is Bob {canary}.", day=1),
+            news("alice", "The CEO of Acme is Alice.", day=2),
+        ]
+    )
+    bob = kb.runtime.read(lambda s: s.scalar(select(Fact).where(Fact.text.contains(canary))))
+    assert kb.correct(bob.id, should_be_true=True).selection_changed
+    kb.ingest([news("globex", "The CEO of Globex is Dana.", day=3)])
+    assert any("model-states" in f for f in files_holding(folder, canary))
+
+    assert kb.forget(["bob"]).fewshot_changed
+    assert files_holding(folder, canary) == []
+    assert kb.runtime.prefix_states.keys(), "the replay saved the new prefixes' states"

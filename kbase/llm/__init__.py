@@ -19,6 +19,7 @@ from kbase.config import Settings
 from kbase.errors import ConfigError
 from kbase.llm.base import SEED, LLMBackend, LLMRequest, LLMResponse, Message
 from kbase.llm.model_files import DEFAULT_MODEL, gguf_model_id
+from kbase.llm.prefix_states import PrefixStates
 
 BackendFactory = Callable[..., LLMBackend]
 DEFAULT_BACKEND = "llama-cpp"
@@ -41,14 +42,22 @@ class BackendEntry:
     options: Callable[[Settings], dict[str, Any]] = _model_option
     #: The model's identity, known without loading it.
     model_id: Callable[[Settings], str] = _named_model
+    #: Whether the factory takes ``prefix_states`` (a folder of saved prefix states).
+    saves_prefix_states: bool = False
 
 
 def _llama_cpp(
-    *, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int | None = None
+    *,
+    model_path: str | Path | None = None,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    prefix_states: PrefixStates | None = None,
 ) -> LLMBackend:
     from kbase.llm.llama_cpp_backend import LlamaCppBackend
 
-    return LlamaCppBackend(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads)
+    return LlamaCppBackend(
+        model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, prefix_states=prefix_states
+    )
 
 
 def _openai(
@@ -120,7 +129,9 @@ def _served_model(settings: Settings) -> str:
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "llama-cpp": BackendEntry(_llama_cpp, _llama_cpp_options, _llama_cpp_model_id),
+    "llama-cpp": BackendEntry(
+        _llama_cpp, _llama_cpp_options, _llama_cpp_model_id, saves_prefix_states=True
+    ),
     "openai": BackendEntry(_openai, _openai_options, _served_model),
     "vllm": BackendEntry(_vllm, model_id=_served_model),
     # The deterministic fake world (kbase.llm.fake): tests and fake-model benchmarks.
@@ -154,17 +165,22 @@ def model_id_for(settings: Settings) -> str:
     return _entry(settings.llm).model_id(settings)
 
 
-def backend_for(settings: Settings) -> LLMBackend:
-    """A new backend as a knowledge base's settings configure it."""
-    return get_backend(settings.llm, **_entry(settings.llm).options(settings))
+def backend_for(settings: Settings, *, prefix_states: PrefixStates | None = None) -> LLMBackend:
+    """A new backend as a knowledge base's settings configure it, keeping its saved
+    prefix states in ``prefix_states`` where it can."""
+    entry = _entry(settings.llm)
+    options = entry.options(settings)
+    if prefix_states is not None and entry.saves_prefix_states:
+        options["prefix_states"] = prefix_states
+    return get_backend(settings.llm, **options)
 
 
 def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> LLMBackend:
     """A new backend registered as ``name``, built with ``options``.
 
     ``llama-cpp`` takes ``model_path`` (default: the embedded model), ``n_ctx``,
-    ``n_threads``; ``openai`` needs ``base_url`` and takes ``model``, ``api_key``,
-    ``timeout``, ``retries``, ``response_format`` (``auto``, ``json_schema`` for vLLM,
+    ``n_threads``, ``prefix_states``; ``openai`` needs ``base_url`` and takes ``model``,
+    ``api_key``, ``timeout``, ``retries``, ``response_format`` (``auto``, ``json_schema`` for vLLM,
     ``json_object`` for llama_cpp.server); ``vllm`` needs ``model`` and passes the rest
     to the engine; ``fake`` takes none.
     """

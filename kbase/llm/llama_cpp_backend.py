@@ -14,6 +14,11 @@ entry for every position of the context (2.5 GB for 4096 x 151,936) and slows
 every prefill. The logits of the last prompt position are all that scoring needs,
 and they give every choice an exact log-probability, listed in a top 20 or not.
 
+With a :class:`~kbase.llm.prefix_states.PrefixStates` folder, the state of each
+prompt's prefix (everything before the last message: instructions and examples) is
+saved there the first time it is computed and loaded by later processes, so the first
+document of a process does not recompute the ~860-token shared prefix.
+
 Runs are deterministic for a given sequence of calls (greedy decoding, fixed seed),
 but the same prompt can give logits that differ in the last digits depending on how
 much of it was cached, because llama.cpp then evaluates it in batches of a different
@@ -22,8 +27,10 @@ shape. Replay that must be exact should use the recorded answer, not the model.
 
 from __future__ import annotations
 
+import io
 import os
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,11 +39,14 @@ from typing import Any
 import numpy as np
 
 from kbase.errors import ConfigError, ModelError, missing_extra
-from kbase.llm.base import SEED, LLMBackend, LLMRequest, LLMResponse
+from kbase.llm.base import SEED, LLMBackend, LLMRequest, LLMResponse, Message
 from kbase.llm.model_files import DEFAULT_MODEL, default_model_path, gguf_model_id
+from kbase.llm.prefix_states import PrefixStates, state_key
 from kbase.llm.scoring import check_choices
 
 DEFAULT_N_CTX = 4096
+#: Prefixes shorter than this are recomputed: loading a file would not pay.
+MIN_SAVED_PREFIX = 256
 
 
 def usable_cpus() -> int:
@@ -116,6 +126,40 @@ def _no_logits(llm: Any) -> Iterator[None]:
         llm.scores = scores
 
 
+def encode_state(state: Any) -> bytes:
+    """A saved llama-cpp-python state (one without logits) as bytes."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        input_ids=np.asarray(state.input_ids[: state.n_tokens], dtype=np.intc),
+        llama_state=np.frombuffer(state.llama_state, dtype=np.uint8),
+        seed=np.int64(state.seed),
+    )
+    return buffer.getvalue()
+
+
+def decode_state(llama_cpp: Any, data: bytes, *, n_ctx: int, n_vocab: int) -> Any:
+    """The state :func:`encode_state` wrote, for a context of ``n_ctx`` tokens
+    (ValueError, KeyError or OSError if it is damaged)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+        tokens = saved["input_ids"]
+        raw = saved["llama_state"].tobytes()
+        seed = int(saved["seed"])
+    if not 0 < len(tokens) <= n_ctx:
+        raise ValueError(f"a saved state of {len(tokens)} tokens for a context of {n_ctx}")
+    # load_state replaces the model's token array with this one: it must be whole.
+    input_ids = np.zeros(n_ctx, dtype=np.intc)
+    input_ids[: len(tokens)] = tokens
+    return llama_cpp.LlamaState(
+        input_ids=input_ids,
+        scores=np.zeros((0, n_vocab), dtype=np.single),
+        n_tokens=len(tokens),
+        llama_state=raw,
+        llama_state_size=len(raw),
+        seed=seed,
+    )
+
+
 class LlamaCppBackend(LLMBackend):
     """A GGUF chat model in this process; the embedded Qwen2.5-Coder-1.5B by default."""
 
@@ -129,6 +173,7 @@ class LlamaCppBackend(LLMBackend):
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         state_cache_bytes: int = 1536 << 20,
+        prefix_states: PrefixStates | None = None,
     ) -> None:
         try:
             import llama_cpp
@@ -163,6 +208,10 @@ class LlamaCppBackend(LLMBackend):
             # let each task resume from its own prefix instead of recomputing it.
             self._states = _state_cache(llama_cpp, state_cache_bytes)
             self._llm.set_cache(self._states)
+        self._prefix_states = prefix_states
+        #: Prefixes (all messages but the last) this process has already made ready.
+        self._ready_prefixes: set[tuple[Message, ...]] = set()
+        self._formatter: Any = None
 
     def generate(self, request: LLMRequest) -> LLMResponse:
         options: dict[str, Any] = {}
@@ -207,10 +256,13 @@ class LlamaCppBackend(LLMBackend):
         self, request: LLMRequest, *, max_tokens: int, **options: Any
     ) -> tuple[dict[str, Any], LLMResponse]:
         llm = self._require()
-        cached_before = llm.input_ids[: llm.n_tokens].tolist()
-        saved = [list(key) for key in self._states.cache_state] if self._states is not None else []
-        logits_live = not getattr(llm, "_requires_eval", True)
         start = time.perf_counter()
+        cached_before = llm.input_ids[: llm.n_tokens].tolist()
+        logits_live = not getattr(llm, "_requires_eval", True)
+        loaded = self._ready_prefix(request.messages)
+        if loaded is not None:  # from disk: its tokens were reused, not computed
+            cached_before, logits_live = loaded, False
+        saved = [list(key) for key in self._states.cache_state] if self._states is not None else []
         try:
             result: dict[str, Any] = llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in request.messages],
@@ -238,6 +290,80 @@ class LlamaCppBackend(LLMBackend):
             seconds=seconds,
         )
         return result, response
+
+    def _ready_prefix(self, messages: Sequence[Message]) -> list[int] | None:
+        """Put the model in the state of ``messages``' prefix the first time this
+        process sees it: loaded from the saved states (its tokens returned), or
+        computed and saved (None returned, as when there is nothing to do)."""
+        prefix = tuple(messages[:-1])
+        if self._prefix_states is None or not prefix or prefix in self._ready_prefixes:
+            return None
+        self._ready_prefixes.add(prefix)
+        tokens = self._prefix_tokens(messages)
+        if len(tokens) < MIN_SAVED_PREFIX:
+            return None
+        llm = self._require()
+        key = state_key(
+            model=self.model_id,
+            model_bytes=self.model_path.stat().st_size,
+            n_ctx=llm.n_ctx(),
+            runtime=self._llama_cpp.__version__,
+            tokens=tokens,
+        )
+        data = self._prefix_states.load(key)
+        if data is not None:
+            try:
+                state = decode_state(
+                    self._llama_cpp, data, n_ctx=int(llm.n_ctx()), n_vocab=int(llm.n_vocab())
+                )
+                llm.load_state(state)
+                return tokens
+            except (ValueError, OSError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile):
+                self._prefix_states.discard(key)  # damaged or from another build
+                llm.reset()
+        # Evaluate the prefix alone (at least its last token, so that the state's
+        # logits are the prefix's own, not a previous article's), then save it.
+        common = reused_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens, logits_live=False)
+        llm.n_tokens = common
+        llm.eval(tokens[common:])
+        self._prefix_states.save(key, encode_state(llm.save_state()))
+        return None
+
+    def _prefix_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The tokens every prompt ending in other last-message text shares with this
+        one: the common start of the chat template's rendering of ``messages`` and of
+        the same messages with the last one emptied."""
+        last = messages[-1]
+        full = self._render([*messages])
+        other = self._render([*messages[:-1], Message(last.role, "")])
+        common = 0
+        for a, b in zip(full, other, strict=False):
+            if a != b:
+                break
+            common += 1
+        return full[:common]
+
+    def _render(self, messages: Sequence[Message]) -> list[int]:
+        """``messages`` as the chat handler tokenizes them (the GGUF's own template)."""
+        llm = self._require()
+        if self._formatter is None:
+            template = llm.metadata.get("tokenizer.chat_template")
+            if llm.chat_format != "chat_template.default" or not template:
+                return []  # another chat format: its prefix is not known here
+
+            def text(token: int) -> str:
+                return "" if token == -1 else llm.detokenize([token], special=True).decode()
+
+            self._formatter = self._llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+                template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
+            )
+        rendered = self._formatter(
+            messages=[{"role": m.role, "content": m.content} for m in messages]
+        )
+        tokens: list[int] = llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=False, special=True
+        )
+        return tokens
 
     def _last_logprobs(self) -> np.ndarray[Any, np.dtype[np.float64]]:
         llm = self._require()

@@ -40,6 +40,7 @@ def _change_pool(
             after = chosen_examples(session, rt.embedder, seed)
             report.selection_changed = not same_choice(before, after)
             if report.selection_changed:
+                rt.prefix_states.clear()  # saved model states showed the old examples
                 report.documents_replayed = rollback_and_replay_all(rt, work, after)
                 bump_state(session)
         work.compact = True

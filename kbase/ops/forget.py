@@ -121,6 +121,7 @@ def _forget_targets(
     now_chosen = chosen_examples(session, rt.embedder, seed)
     report.fewshot_changed = not same_choice(chosen, now_chosen)
     if report.fewshot_changed:  # every prompt that showed them changed
+        rt.prefix_states.clear()  # saved model states showed the old examples
         cut: int | None = first_seq(session) or 1
     else:
         cut = first_affected(session, work.vectors, targets)
