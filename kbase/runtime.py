@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from kbase.config import Settings
 from kbase.embed import Embedder, get_embedder
 from kbase.errors import DiskFull, LockTimeout, StoreError, disk_full, without_password
+from kbase.hashing import content_hash
 from kbase.index.faiss_index import FaissIndex
 from kbase.llm import LLMBackend, backend_for, model_id_for
 from kbase.llm.prefix_states import FOLDER_NAME as STATES_FOLDER
@@ -39,7 +40,7 @@ from kbase.store.db import (
     purge,
     sqlite_url,
 )
-from kbase.store.models import Meta
+from kbase.store.models import FewshotState, Meta
 from kbase.vectors import FactVectors
 
 CONFIG_FILE = "kbase.json"
@@ -93,6 +94,13 @@ class Write:
     def delete(self, fact_ids_: list[int]) -> None:
         """Fact versions the open transaction deletes: their vectors go when it commits."""
         self.deleted += fact_ids_
+
+
+def pool_signature(session: Session) -> str:
+    """A signature of the few-shot pool the examples are selected from (it changes
+    whenever they can)."""
+    rows = session.execute(select(FewshotState.task, FewshotState.pool_signature)).all()
+    return content_hash(sorted([task, signature] for task, signature in rows))
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -321,6 +329,7 @@ class Runtime:
         caught up, and when the work ends (done or failed) save the index, which
         matches what SQL committed; after deletions, compact the database files."""
         with self.writer_lock(), self.session() as session:
+            self.prefix_states.follow(self.read(pool_signature))
             work = Write(
                 session, self.vectors(session), Recorder(session, self._model_id(), self.llm)
             )
@@ -334,6 +343,9 @@ class Runtime:
                         self._vectors = None  # reloaded from disk and caught up from SQL
                     raise
                 self._save_index(work)
+                # A write that changed the pool deleted the states first: those saved
+                # since show the pool it committed.
+                self.prefix_states.mark(self.read(pool_signature))
                 if work.purge:
                     purge(self.engine)
                 elif work.compact:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kbase.errors import InputError, NotFoundError
 from kbase.fewshot.curation import read_examples
@@ -117,3 +117,18 @@ def test_bad_example_files_and_ids_give_one_line_errors(open_kb: OpenKB, tmp_pat
         read_examples(write(tmp_path / "a.jsonl", dict(VERDICT, answer="MAYBE")))
     with pytest.raises(NotFoundError, match="built-in examples cannot be removed"):
         kb.remove_examples(["builtin-verdict-1"])
+
+
+def test_saved_prefix_states_last_while_the_pool_they_showed_does(open_kb: OpenKB) -> None:
+    kb = open_kb()
+    kb.ingest([BOB])
+    states = kb.runtime.prefix_states
+    states.save("shared", b"a saved model state")
+    kb.ingest([ALICE])
+    assert states.keys() == ["shared"]  # the pool did not change
+
+    # Another host on the same database changes the pool: this host's next write
+    # deletes the states it saved under the old one.
+    kb.runtime.read(lambda s: s.execute(update(FewshotState).values(pool_signature="other")))
+    kb.ingest([news("d3", "The CEO of Globex is Dana.", day=3)])
+    assert states.keys() == []

@@ -9,8 +9,10 @@ size, runtime version), and a later process loads it instead.
 A saved state holds nothing but its prefix. The prefix shows few-shot examples, which
 can come from users' documents, so whoever changes the examples (a forget, a
 correction) calls :meth:`PrefixStates.clear`: no state derived from a forgotten
-document survives it. Files are written atomically and kept few (least recently
-used go first); an unreadable file is deleted and recomputed, never trusted.
+document survives it; and every write first checks, with :meth:`PrefixStates.follow`,
+that the pool is still the one the states were saved under. Files are written
+atomically and kept few (least recently used go first); an unreadable file is
+deleted and recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from kbase.hashing import canonical_json, sha256_hex
 #: What a knowledge base calls its folder of saved prefix states.
 FOLDER_NAME = "model-states"
 SUFFIX = ".state"
+#: The signature of the few-shot pool the saved states showed.
+EXAMPLES_FILE = "examples"
 #: Enough for one model's shared prefix and the answer prompts, a few times over.
 DEFAULT_MAX_FILES = 8
 
@@ -84,6 +88,23 @@ class PrefixStates:
     def clear(self) -> None:
         """Delete every saved state (the examples they show have changed)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def follow(self, examples: str) -> None:
+        """Keep the states only while ``examples`` (a signature of the few-shot pool)
+        is the one they were saved under: another host sharing the database may have
+        changed the pool since."""
+        try:
+            if (self.folder / EXAMPLES_FILE).read_text() == examples:
+                return
+        except OSError:
+            pass
+        self.clear()
+        self.mark(examples)
+
+    def mark(self, examples: str) -> None:
+        """Record that the saved states show the examples of pool ``examples``."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.folder / EXAMPLES_FILE).write_text(examples)
 
     def _trim(self) -> None:
         keys = self.keys()
