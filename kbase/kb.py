@@ -19,7 +19,6 @@ from kbase.fewshot.curation import read_examples
 from kbase.fewshot.example import Example
 from kbase.llm.base import LLMBackend
 from kbase.ops import browse, curation, forget, questions, verify
-from kbase.ops import feeds as feed_ops
 from kbase.ops.ingest import ProgressFn, ingest
 from kbase.pipeline.strategies import strategy_named
 from kbase.reports import (
@@ -43,7 +42,6 @@ from kbase.reports import (
 from kbase.runtime import Runtime
 from kbase.sources.base import DEFAULT_MAX_BYTES, SourceDocument
 from kbase.sources.fields import check_batch, storable
-from kbase.sources.opml import Subscription, read_opml
 
 
 class KnowledgeBase:
@@ -154,8 +152,13 @@ class KnowledgeBase:
         )
 
     # -- feeds ------------------------------------------------------------------------
+    # kbase.ops.feeds is imported in each method: it loads the HTTP client and the feed
+    # parsers (about half a second), which searching and asking never need.
     def subscribe(self, urls: Sequence[str] = (), *, opml: str | Path | None = None) -> FeedsChange:
         """Subscribe to feeds: http(s) URLs, and every feed an OPML file lists."""
+        from kbase.ops import feeds as feed_ops
+        from kbase.sources.opml import Subscription, read_opml
+
         subscriptions = [Subscription(url.strip()) for url in urls]
         if opml is not None:
             subscriptions += read_opml(str(opml))
@@ -163,14 +166,20 @@ class KnowledgeBase:
 
     def unsubscribe(self, urls: Sequence[str]) -> FeedsChange:
         """Unsubscribe from feeds; the documents they gave stay."""
+        from kbase.ops import feeds as feed_ops
+
         return feed_ops.remove(self.runtime, urls)
 
     def feeds(self) -> list[FeedRow]:
         """Every subscription: its last fetch, its last new item, its errors."""
+        from kbase.ops import feeds as feed_ops
+
         return feed_ops.listing(self.runtime)
 
     def export_feeds(self) -> str:
         """The subscriptions as an OPML document (addresses without credentials)."""
+        from kbase.ops import feeds as feed_ops
+
         return feed_ops.export(self.runtime)
 
     def poll(
@@ -188,6 +197,8 @@ class KnowledgeBase:
         failure is recorded on it and the others go on. A feed on a loopback or
         private address fails unless ``allow_private`` (None:
         ``$KBASE_ALLOW_PRIVATE_URLS``)."""
+        from kbase.ops import feeds as feed_ops
+
         return feed_ops.poll(
             self.runtime,
             timeout=timeout,
@@ -202,18 +213,20 @@ class KnowledgeBase:
         *,
         stop: threading.Event,
         on_poll: Callable[[PollReport], None],
-        every: float = feed_ops.DEFAULT_EVERY,
+        every: float | None = None,
         timeout: float = 20.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
         progress: Callable[[PollProgress], None] | None = None,
         allow_private: bool | None = None,
     ) -> int:
-        """Poll each feed every ``every`` seconds (longer after failures, never
-        before a server's Retry-After) until ``stop`` is set; a stop is seen between
-        documents, so none is half-stored. Returns how many polls ran."""
+        """Poll each feed every ``every`` seconds (None: 15 minutes; longer after
+        failures, never before a server's Retry-After) until ``stop`` is set; a stop
+        is seen between documents, so none is half-stored. Returns how many polls ran."""
+        from kbase.ops import feeds as feed_ops
+
         return feed_ops.watch(
             self.runtime,
-            every=every,
+            every=feed_ops.DEFAULT_EVERY if every is None else every,
             stop=stop,
             on_poll=on_poll,
             timeout=timeout,

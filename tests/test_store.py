@@ -15,6 +15,7 @@ from kbase.config import Settings
 from kbase.errors import DocumentError
 from kbase.kb import KnowledgeBase
 from kbase.llm.fake import ScriptedLLM, world, world_llm
+from kbase.store.db import MIGRATIONS, SCHEMA_HEAD, open_engine, schema_revision, sqlite_url
 from kbase.store.models import Document, Evidence, Fact, LLMRecord
 from kbase.vectors import store_state
 from tests.conftest import ON_POSTGRES, OpenKB
@@ -45,7 +46,37 @@ def test_a_new_knowledge_base_is_stored_in_the_database_of_the_test_tier(
 def test_migrations_are_applied_when_a_store_is_opened(open_kb: OpenKB, database_url) -> None:
     kb = open_kb(database_url=database_url)
     version = kb.runtime.read(lambda s: s.scalar(text("SELECT version_num FROM alembic_version")))
-    assert version == "0004"
+    assert version == SCHEMA_HEAD
+
+
+def test_the_schema_head_opening_trusts_is_alembics_newest_migration() -> None:
+    """A store at SCHEMA_HEAD is opened without alembic (a quarter of a second to
+    import): a new migration must move it."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_HEAD]
+
+
+@pytest.mark.sqlite
+def test_a_store_behind_the_newest_migration_is_brought_up_to_it(
+    open_kb: OpenKB, tmp_path: Path
+) -> None:
+    folder = tmp_path / "kb"
+    open_kb(folder).close()
+    engine = open_engine(sqlite_url(folder))
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE feeds"))  # what 0004 created
+        connection.execute(text("DROP TABLE forgotten_ids"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+    engine.dispose()
+    engine = open_engine(sqlite_url(folder))
+    with engine.connect() as connection:
+        assert schema_revision(connection) == SCHEMA_HEAD
+        assert connection.execute(text("SELECT count(*) FROM feeds")).scalar() == 0
+    engine.dispose()
 
 
 def test_ingest_stores_document_facts_evidence_and_vectors(open_kb: OpenKB, database_url) -> None:
