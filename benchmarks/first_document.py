@@ -3,17 +3,17 @@ state of the shared prompt prefix (issue 18: at most 1.5x).
 
 One run: a knowledge base is built from the realistic stream's first document (which
 saves the shared prefix's model state in its ``model-states`` folder). Then, for each
-of ``--articles`` later short articles, two new processes open a copy of it:
+of ``--articles`` later short articles, three new processes open a copy of it and
+ingest the article, timed in wall seconds and in the process's CPU seconds:
 
 - ``computed``: the copy without ``model-states``, so the first call computes the
-  ~860-token shared prefix, as every process did before;
-- ``from disk``: the copy with it, so the first call loads the prefix's state.
+  ~1,000-token shared prefix, as every process did before;
+- ``from disk``: the copy with it, so the first call loads the prefix's state;
+- warm: the copy with it, after ingesting and forgetting (``allow_again``) another
+  short article, so the prefix is in memory but the article is not, and the store is
+  again the copy.
 
-Each process ingests the article (its first document), forgets it with
-``allow_again`` (the store is again the copy, and no recorded answer is left), and
-ingests it again, warm: the same document on the same store, in the same process.
-Both are timed in wall seconds and in the process's CPU seconds; the ratio
-first/warm is the figure.
+The ratio first/warm, for the same article on the same store, is the figure.
 
     python -m benchmarks.first_document               # 3 articles
     python -m benchmarks.first_document --articles 1
@@ -54,7 +54,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 RESULT = ROOT / "benchmarks" / "results" / "first_document.json"
 VARIANTS = ("computed", "from disk")
 
-#: One process: ingest the article, forget it, ingest it again; times of both.
+#: One process: optionally ingest and forget a warm-up article, then the article, timed.
 CHILD = """
 import json, resource, sys, time
 from benchmarks.first_document import article
@@ -64,24 +64,22 @@ def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
-doc = article(sys.argv[2])
-kb = KnowledgeBase.open(sys.argv[1], create=False)
-times = []
-for turn in ("first", "warm"):
-    wall, used = time.perf_counter(), cpu()
-    report = kb.ingest([doc])
-    times.append({
-        "wall_s": time.perf_counter() - wall,
-        "cpu_s": cpu() - used,
-        "model_s": report.model_seconds,
-        "prompt_tokens": report.prompt_tokens,
-        "cached_tokens": report.cached_tokens,
-        "model_calls": report.model_calls,
-    })
-    if turn == "first":
-        kb.forget([doc.doc_id], allow_again=True)
+folder, warm_up, doc = sys.argv[1], sys.argv[2], article(sys.argv[3])
+kb = KnowledgeBase.open(folder, create=False)
+if warm_up != "-":
+    kb.ingest([article(warm_up)])
+    kb.forget([warm_up], allow_again=True)
+wall, used = time.perf_counter(), cpu()
+report = kb.ingest([doc])
 kb.close()
-print(json.dumps(times))
+print(json.dumps({
+    "wall_s": time.perf_counter() - wall,
+    "cpu_s": cpu() - used,
+    "model_s": report.model_seconds,
+    "prompt_tokens": report.prompt_tokens,
+    "cached_tokens": report.cached_tokens,
+    "model_calls": report.model_calls,
+}))
 """
 
 
@@ -101,40 +99,48 @@ def short_articles(count: int) -> list[SourceDocument]:
     return sorted(later, key=lambda d: d.published or 0)[:: max(1, len(later) // count)][:count]
 
 
-def child(folder: Path, doc_id: str) -> list[dict[str, Any]]:
+def child(folder: Path, doc_id: str, warm_up: str = "-") -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(folder), doc_id],
+        [sys.executable, "-c", CHILD, str(folder), warm_up, doc_id],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         timeout=900,
     )
-    result: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _copy(base: Path, folder: Path, *, states: bool) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(base, folder)
+    if not states:
+        shutil.rmtree(folder / FOLDER_NAME)
+    return folder
 
 
 def run(count: int) -> dict[str, Any]:
     info = machine()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    docs = short_articles(count)
     with tempfile.TemporaryDirectory(prefix="kbase-first-") as tmp:
         base = Path(tmp) / "base"
         with KnowledgeBase.open(base) as kb:
             kb.ingest(stream()[:1])
         states = sorted(p.name for p in (base / FOLDER_NAME).glob("*"))
-        for doc in short_articles(count):
+        copy = Path(tmp) / "copy"
+        # Each article's warm-up is the next one (the last's is the first).
+        for doc, warm_up in list(zip(docs, docs[1:] + docs[:1], strict=True))[:count]:
+            warm = child(_copy(base, copy, states=True), doc.doc_id, warm_up.doc_id)
             for variant in VARIANTS:
-                copy = Path(tmp) / "copy"
-                shutil.rmtree(copy, ignore_errors=True)
-                shutil.copytree(base, copy)
-                if variant == "computed":
-                    shutil.rmtree(copy / FOLDER_NAME)
-                first, warm = child(copy, doc.doc_id)
+                first = child(_copy(base, copy, states=variant == "from disk"), doc.doc_id)
                 rows.append(
                     {
                         "doc_id": doc.doc_id,
                         "words": len(doc.text.split()),
                         "variant": variant,
+                        "warm_up": warm_up.doc_id,
                         "first": first,
                         "warm": warm,
                         "wall_ratio": first["wall_s"] / warm["wall_s"],
