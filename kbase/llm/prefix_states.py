@@ -104,7 +104,9 @@ class PrefixStates:
     def mark(self, examples: str) -> None:
         """Record that the saved states show the examples of pool ``examples``."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (self.folder / EXAMPLES_FILE).write_text(examples)
+        fd = os.open(self.folder / EXAMPLES_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(examples)
 
     def _trim(self) -> None:
         keys = self.keys()
