@@ -17,7 +17,7 @@ and they give every choice an exact log-probability, listed in a top 20 or not.
 With a :class:`~kbase.llm.prefix_states.PrefixStates` folder, the state of each
 prompt's prefix (everything before the last message: instructions and examples) is
 saved there the first time it is computed and loaded by later processes, so the first
-document of a process does not recompute the ~860-token shared prefix.
+document of a process does not recompute the ~1,000-token shared prefix.
 
 Runs are deterministic for a given sequence of calls (greedy decoding, fixed seed),
 but the same prompt can give logits that differ in the last digits depending on how
@@ -58,6 +58,16 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    return common
+
+
 def reused_prefix(previous: Sequence[int], prompt: Sequence[int], *, logits_live: bool) -> int:
     """How many leading tokens of ``prompt`` llama.cpp takes from its KV cache.
 
@@ -67,11 +77,7 @@ def reused_prefix(previous: Sequence[int], prompt: Sequence[int], *, logits_live
     again to refresh the logits, unless the cache holds exactly the prompt and the
     logits in memory came from evaluating it (``logits_live``).
     """
-    common = 0
-    for old, new in zip(previous, prompt, strict=False):
-        if old != new:
-            break
-        common += 1
+    common = common_length(previous, prompt)
     if common < len(prompt):
         return common
     if len(previous) == len(prompt) and logits_live:
@@ -336,12 +342,7 @@ class LlamaCppBackend(LLMBackend):
         last = messages[-1]
         full = self._render([*messages])
         other = self._render([*messages[:-1], Message(last.role, "")])
-        common = 0
-        for a, b in zip(full, other, strict=False):
-            if a != b:
-                break
-            common += 1
-        return full[:common]
+        return full[: common_length(full, other)]
 
     def _render(self, messages: Sequence[Message]) -> list[int]:
         """``messages`` as the chat handler tokenizes them (the GGUF's own template)."""
