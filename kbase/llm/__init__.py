@@ -42,8 +42,6 @@ class BackendEntry:
     options: Callable[[Settings], dict[str, Any]] = _model_option
     #: The model's identity, known without loading it.
     model_id: Callable[[Settings], str] = _named_model
-    #: Whether the factory takes ``prefix_states`` (a folder of saved prefix states).
-    saves_prefix_states: bool = False
 
 
 def _llama_cpp(
@@ -129,9 +127,7 @@ def _served_model(settings: Settings) -> str:
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "llama-cpp": BackendEntry(
-        _llama_cpp, _llama_cpp_options, _llama_cpp_model_id, saves_prefix_states=True
-    ),
+    "llama-cpp": BackendEntry(_llama_cpp, _llama_cpp_options, _llama_cpp_model_id),
     "openai": BackendEntry(_openai, _openai_options, _served_model),
     "vllm": BackendEntry(_vllm, model_id=_served_model),
     # The deterministic fake world (kbase.llm.fake): tests and fake-model benchmarks.
@@ -167,10 +163,10 @@ def model_id_for(settings: Settings) -> str:
 
 def backend_for(settings: Settings, *, prefix_states: PrefixStates | None = None) -> LLMBackend:
     """A new backend as a knowledge base's settings configure it, keeping its saved
-    prefix states in ``prefix_states`` where it can."""
+    prefix states in ``prefix_states`` if its factory takes them."""
     entry = _entry(settings.llm)
     options = entry.options(settings)
-    if prefix_states is not None and entry.saves_prefix_states:
+    if prefix_states is not None and "prefix_states" in inspect.signature(entry.factory).parameters:
         options["prefix_states"] = prefix_states
     return get_backend(settings.llm, **options)
 
