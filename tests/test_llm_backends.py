@@ -109,10 +109,12 @@ def real_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def scripted_backend() -> Iterator[LLMBackend]:
+def scripted_backend() -> LLMBackend:
+    # Registered only while it is made: a name left in the registry would show in
+    # the CLI's choices for the rest of the session (and in docs/cli.md's check).
     register_backend("scripted", lambda **_: ScriptedLLM(scripted_answer))
     try:
-        yield get_backend("scripted")
+        return get_backend("scripted")
     finally:
         BACKENDS.pop("scripted", None)
 
