@@ -241,15 +241,16 @@ class Runtime:
             else:
                 stored = Settings.from_json(row.value)
         active = stored.with_overrides(**(overrides or {}))
-        states = PrefixStates(path / STATES_FOLDER)
-        return cls(
+        runtime = cls(
             path,
             engine,
             active,
             embedder=embedder or get_embedder(active.embedder),
-            backend=backend or (lambda: backend_for(active, prefix_states=states)),
+            # Called on first use, when ``runtime`` exists: one folder of states.
+            backend=backend or (lambda: backend_for(active, prefix_states=runtime.prefix_states)),
             owns_backend=backend is None,
         )
+        return runtime
 
     def close(self) -> None:
         """Release the model (if ours) and the database connections."""
