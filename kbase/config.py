@@ -47,6 +47,11 @@ class Settings:
     #: ``kbase``: minimum P(FALSE) to edit a fact that none of the chunk's new facts
     #: restates with a changed span (its rewrite must be generated).
     unmatched_min_confidence: float = 0.85
+    #: ``kbase``: minimum P(FALSE) to close a fact that a sentence of the article says
+    #: has ended ("X stepped down", "down from Y": :mod:`kbase.pipeline.changes`):
+    #: the sentence is the evidence; the verdict only keeps the fact when the model is
+    #: sure it still holds (P(TRUE) above 1 - this).
+    ended_min_confidence: float = 0.15
     #: ``kbase``: at most this many facts one document closes on the verdict alone (no
     #: new fact of it says what holds instead); the most any one article may take
     #: away on the model's word (see docs/design.md, "Articles are data").

@@ -234,6 +234,37 @@ def test_kbase_asks_no_verdict_about_a_fact_the_article_does_not_name(open_kb: O
     assert "The chair of Acme is Carol." in current(kb)
 
 
+STEPS_DOWN = news("d2", "Bob stepped down as the CEO of Acme on Monday.", day=2)
+
+
+def test_a_fact_a_sentence_says_has_ended_is_retired_on_an_unsure_verdict(
+    open_kb: OpenKB,
+) -> None:
+    # "Bob stepped down" says the fact has ended; the embedded model gave such facts
+    # P(FALSE) 0.37. Nothing new says who the CEO is now: retired, nothing generated.
+    unsure = {"TRUE": math.log(0.7), "FALSE": math.log(0.3)}
+    llm = llm_with(extract=only_first_document_facts, verdict=unsure)
+    kb = open_kb(llm=llm)
+    kb.ingest([BOB, STEPS_DOWN])
+    assert "The CEO of Acme is Bob." not in current(kb)
+    assert ("retired", "The CEO of Acme is Bob.") in relations(kb, "d2")
+    assert "rewrite" not in tasks(llm)
+
+
+def test_an_ended_fact_stays_when_the_model_is_sure_it_still_holds(open_kb: OpenKB) -> None:
+    sure_true = {"TRUE": math.log(0.95), "FALSE": math.log(0.05)}
+    kb = open_kb(llm=llm_with(extract=only_first_document_facts, verdict=sure_true))
+    kb.ingest([BOB, STEPS_DOWN])
+    assert "The CEO of Acme is Bob." in current(kb)
+
+
+def test_a_departure_said_of_the_future_is_no_evidence(open_kb: OpenKB) -> None:
+    unsure = {"TRUE": math.log(0.7), "FALSE": math.log(0.3)}
+    kb = open_kb(llm=llm_with(extract=only_first_document_facts, verdict=unsure))
+    kb.ingest([BOB, news("d2", "Bob will step down as the CEO of Acme next year.", day=2)])
+    assert "The CEO of Acme is Bob." in current(kb)
+
+
 def test_an_article_is_about_a_fact_when_it_names_most_of_what_the_fact_names() -> None:
     assert names("The CEO of Acme's plant is Bob Marsh, for 1,200 staff.") == {
         "ceo", "acme", "bob", "marsh", "1", "200",

@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 from kbase import prompts
 from kbase.errors import ConfigError
 from kbase.llm.output import parse_json
-from kbase.pipeline import edits, wording
+from kbase.pipeline import changes, edits, wording
 from kbase.pipeline.context import DocContext
 from kbase.pipeline.extract import Shown, shown
 from kbase.store.models import Evidence, Fact
@@ -272,17 +272,20 @@ def _about(seen: Shown, fact: Fact, share: float) -> bool:
 
 
 def _worth_judging(
-    ctx: DocContext, facts: list[Fact], new: Sequence[str], seen: Shown
+    ctx: DocContext, facts: list[Fact], new: Sequence[str], seen: Shown, ended: set[int]
 ) -> list[Fact]:
     """``facts`` a verdict could change: those one of the chunk's new facts could
-    replace (one span changed), and those the article is about (:func:`_about`).
-    Any other is left as it is without asking: "a fact the article does not
-    mention stays TRUE", which the embedded model's verdicts do not keep (it gave
-    P(FALSE) 0.74-0.87 to facts about other people of the same company), and which
-    an article's instructions to the model ("every stored fact is FALSE") try to
+    replace (one span changed), those the article is about (:func:`_about`), and
+    those one of its sentences says have ended (``ended``, :mod:`changes`). Any other
+    is left as it is without asking: "a fact the article does not mention stays
+    TRUE", which the embedded model's verdicts do not keep (it gave P(FALSE)
+    0.74-0.87 to facts about other people of the same company), and which an
+    article's instructions to the model ("every stored fact is FALSE") try to
     break."""
     share = ctx.settings.rewrite_swap_share
-    return [f for f in facts if _could_replace(f, new, share) or _about(seen, f, share)]
+    return [
+        f for f in facts if f.id in ended or _could_replace(f, new, share) or _about(seen, f, share)
+    ]
 
 
 def _closures_so_far(ctx: DocContext) -> int:
@@ -299,7 +302,12 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
     seen = shown(ctx, chunk)
     if not seen.text.strip():
         return
-    facts = _worth_judging(ctx, _not_restated(ctx, candidates(ctx, seen.text), new), new, seen)
+    nearby = _not_restated(ctx, candidates(ctx, seen.text), new)
+    # Facts a sentence of the article says have ended ("X stepped down", "up from Y"):
+    # that sentence is the evidence, and the verdict only vetoes when the model is
+    # sure the fact still holds.
+    ended = {f.id for f in nearby if changes.ended_by(seen.text, seen.title, f.text)}
+    facts = _worth_judging(ctx, nearby, new, seen, ended)
     if not facts:
         return
     settings = ctx.settings
@@ -307,13 +315,19 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
     judged = [
         (fact, p)
         for fact, p in zip(facts, judge(ctx, seen, facts), strict=True)
-        if p is not None and p >= settings.min_confidence
+        if p is not None
+        and p >= (settings.ended_min_confidence if fact.id in ended else settings.min_confidence)
     ]
     rewrites = _pair_rewrites([f for f, _ in judged], new, seen.about, settings.rewrite_swap_share)
     for fact, p_false in judged:
         text = rewrites.get(fact.id)
         if text is not None:
             _replace(ctx, fact, text, chunk_idx)  # add_new_facts then finds it stored
+            continue
+        if fact.id in ended:
+            # What holds now is among the chunk's new facts, if the article says it;
+            # a generated rewrite would only add the small model's guess.
+            edits.retire(ctx, fact)
             continue
         if p_false < settings.unmatched_min_confidence:
             continue

@@ -95,7 +95,7 @@ def names(text: str) -> set[str]:
     "Bob", "Leeds", "40"), case-folded, without articles or a possessive 's."""
     found = (w.strip(".'-") for w in _WORD.findall(text))  # 'Mallory: a quoted name
     return {
-        _bare(w)
+        bare(w)
         for w in found
         if (w[:1].isupper() or w[:1].isdigit()) and w.casefold() not in _ARTICLES
     }
@@ -105,7 +105,7 @@ def _named_share(wanted: set[str], text: str) -> float:
     """The share of ``wanted`` (case-folded names) that ``text`` names (none wanted: 1)."""
     if not wanted:
         return 1.0
-    return len(wanted & {_bare(w) for w in words(text)}) / len(wanted)
+    return len(wanted & {bare(w) for w in words(text)}) / len(wanted)
 
 
 def names_most_of(text: str, statement: str) -> bool:
@@ -147,7 +147,7 @@ def names_all_of(text: str, statement: str) -> bool:
     """Whether ``text`` names everything ``statement`` names (capitalised words and
     numbers; a statement that names nothing: no)."""
     wanted = names(statement)
-    return bool(wanted) and wanted <= {_bare(w) for w in words(text)}
+    return bool(wanted) and wanted <= {bare(w) for w in words(text)}
 
 
 def touches(sentence: str, statement: str) -> bool:
@@ -164,7 +164,8 @@ def touches(sentence: str, statement: str) -> bool:
     return bool(named & present) and bool(other & present)
 
 
-def _bare(word: str) -> str:
+def bare(word: str) -> str:
+    """``word`` case-folded, without a possessive 's."""
     return word.casefold().removesuffix("'s")
 
 
@@ -424,6 +425,6 @@ def only_in_set_aside(kept: str, set_aside: Sequence[str], statement: str) -> se
     not what is ``kept`` of it: a fact drawn from an instruction, not from the news."""
     if not set_aside:
         return set()
-    present = {_bare(w) for w in words(kept)}
+    present = {bare(w) for w in words(kept)}
     aside = set().union(*(names(s) for s in set_aside))
     return (names(statement) & aside) - present

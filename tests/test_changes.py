@@ -1,0 +1,100 @@
+"""The ways news says a stored fact stopped holding (:func:`kbase.pipeline.changes.ends`),
+and what does not count: a prospect, a denial, a change of something else."""
+
+from __future__ import annotations
+
+import pytest
+
+from kbase.pipeline.changes import ended_by, ends
+
+ENDED = [
+    # The holder, then a departure.
+    ("Elaine Brandt stepped down as superintendent of Lendmoor County Schools on Wednesday.",
+     "Elaine Brandt is the superintendent of Lendmoor County Schools."),
+    ("Councillor Abel Nakamura quit the Kestrel Falls council on Monday, saying a new job "
+     "left him no time for Ward 3.",
+     "Abel Nakamura represents Ward 3 on the Kestrel Falls council."),
+    ("Renwick, 63, is retiring after 22 years at Halvorsen Foods.",
+     "Paul Renwick is the chief financial officer of Halvorsen Foods."),
+    ("Beatrix Olumide is no longer chief executive of Tidewater Grid.",
+     "Beatrix Olumide is the chief executive of Tidewater Grid."),
+    ("Fiona Reed handed the reins to her deputy on Monday after 15 years as chief executive "
+     "of Mossbank Brewing.", "Fiona Reed is the chief executive of Mossbank Brewing."),
+    ("Jonah Ekwueme has signed for Dunmere Rovers, ending six seasons with the Port Wenlow "
+     "Harriers.", "Jonah Ekwueme plays for the Port Wenlow Harriers."),
+    ("Nils Halvorsen was ousted as chief executive of Halvorsen Foods on Wednesday.",
+     "Nils Halvorsen is the chief executive of Halvorsen Foods."),
+    # A succession or removal, then the holder.
+    ("Mei Ling Osei succeeds Paul Renwick as chief financial officer of Halvorsen Foods.",
+     "Paul Renwick is the chief financial officer of Halvorsen Foods."),
+    ("Dana Whitlock was sworn in as mayor of Kestrel Falls, succeeding acting mayor Priya "
+     "Castellanos.", "Priya Castellanos is acting mayor of Kestrel Falls."),
+    ("Ivo Stanek was appointed head coach, taking over from caretaker Kofi Ansah.",
+     "Kofi Ansah is the caretaker coach of the Port Wenlow Harriers."),
+    ("The Harriers sacked head coach Declan Fairweather on Monday.",
+     "Declan Fairweather is the head coach of the Port Wenlow Harriers."),
+    ("The police board named Sofia Marchetti to replace Ronan Abernathy as chief.",
+     "Ronan Abernathy is the police chief of Kestrel Falls."),
+    # The fact's value as the old one of a change.
+    ("Brightline Ferries has cut its network to four routes from six.",
+     "Brightline Ferries runs six routes."),
+    ("The county's unemployment rate was 4.9 percent in April, down from 5.8 percent.",
+     "The unemployment rate in Lendmoor County is 5.8 percent."),
+    ("Corvane Systems moved its headquarters from Ashby Cross to Port Wenlow this week.",
+     "Corvane Systems is headquartered in Ashby Cross."),
+    # A figure of the same thing changed to another value.
+    ("Kestrel Falls' 2024 budget was revised to 51.0 million euros on Monday.",
+     "Kestrel Falls council adopted a 2024 budget of 48.2 million euros."),
+    ("Petrol prices in Lendmoor County fell to 1.59 euros a litre.",
+     "Petrol costs 1.71 euros a litre in Lendmoor County."),
+    # A change of state.
+    ("The Harbour Cinema closed its doors on Sunday after 52 years.",
+     "The Harbour Cinema in Port Wenlow is showing films."),
+    ("The Sallow Bridge is back open to traffic.", "The Sallow Bridge remains closed for repairs."),
+    ("Ashby Cross council reversed its decision to close the Ferris Lane pool.",
+     "The Ferris Lane pool will close at the end of June."),
+]  # fmt: skip
+
+NOT_ENDED = [
+    # Said of the future, or denied.
+    ("Fiona Reed will step down next year.",
+     "Fiona Reed is the chief executive of Mossbank Brewing."),
+    ("Bob Marsh did not resign as chief executive of Acme.",
+     "Bob Marsh is the chief executive of Acme."),
+    # The successor, not the one replaced.
+    ("Mei Ling Osei succeeds Paul Renwick as chief financial officer of Halvorsen Foods.",
+     "Mei Ling Osei is the chief financial officer of Halvorsen Foods."),
+    ("Fiona Reed handed the reins to her deputy Omar Haddad after 15 years as chief executive.",
+     "Omar Haddad is the deputy chief executive of Mossbank Brewing."),
+    # The new value, not the old one.
+    ("The county's unemployment rate was 4.9 percent in April, down from 5.8 percent.",
+     "The unemployment rate in Lendmoor County is 4.9 percent."),
+    # A change of something else of the same subject.
+    ("Corvane Systems moved its headquarters from Ashby Cross to Port Wenlow.",
+     "Corvane Systems makes routing software."),
+    ("Acme Robotics closed its Leeds plant.", "Acme Robotics is headquartered in Sheffield."),
+    ("Sales at Mossbank Brewing rose to 5 million euros.",
+     "Fiona Reed is the chief executive of Mossbank Brewing."),
+    ("Ivo Stanek was appointed head coach, taking over from caretaker Kofi Ansah.",
+     "The Port Wenlow Harriers play at Quayside Park."),
+    # An appointment by the holder is not the holder leaving.
+    ("Mayor Dana Whitlock named a new police chief on Tuesday.",
+     "Dana Whitlock is the mayor of Kestrel Falls."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sentence", "fact"), ENDED)
+def test_a_sentence_that_says_the_fact_stopped_holding_ends_it(sentence: str, fact: str) -> None:
+    assert ends(sentence, fact)
+
+
+@pytest.mark.parametrize(("sentence", "fact"), NOT_ENDED)
+def test_a_prospect_a_denial_or_another_change_ends_nothing(sentence: str, fact: str) -> None:
+    assert not ends(sentence, fact)
+
+
+def test_the_title_is_read_too() -> None:
+    fact = "Elaine Brandt is the superintendent of Lendmoor County Schools."
+    body = "Teachers praised her for keeping class sizes down."
+    assert ended_by(body, "Elaine Brandt steps down as superintendent", fact) is not None
+    assert ended_by(body, None, fact) is None
