@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -57,6 +58,7 @@ from sqlalchemy import func, select
 from benchmarks import qa_scores, report
 from benchmarks.models import Models, load_models
 from kbase.kb import KnowledgeBase
+from kbase.ops import questions as answering
 from kbase.pipeline.strategies import STRATEGIES
 from kbase.sources.base import SourceDocument
 from kbase.store.models import Document, LLMRecord
@@ -104,13 +106,15 @@ ABSTENTION_COST = {"kbase": ("kbase",), "all": tuple(STRATEGIES), "none": ()}
 
 def _ask(kb: KnowledgeBase, q: dict[str, Any], *, allow_unknown: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    index = kb.choose(
+    found = answering.choice(
+        kb.runtime,
         q["question"],
         q["choices"],
-        as_of=date.fromisoformat(q["asked_at"]),
+        kb.settings.answer_k,
+        date.fromisoformat(q["asked_at"]),
         allow_unknown=allow_unknown,
     )
-    chosen = None if index is None else q["choices"][index]
+    chosen = None if found.index is None else q["choices"][found.index]
     return {
         "id": q["id"],
         "asked_at": q["asked_at"],
@@ -119,8 +123,21 @@ def _ask(kb: KnowledgeBase, q: dict[str, Any], *, allow_unknown: bool) -> dict[s
         "chosen": chosen,
         "abstained": chosen is None,
         "correct": qa_scores.is_correct(q, chosen),
+        "why": found.reason,
+        "letter_probabilities": _probabilities(found.scores),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _probabilities(scores: dict[str, float]) -> dict[str, float]:
+    """Letter log-probabilities as probabilities over the letters, for reading why a
+    question was answered as it was."""
+    if not scores:
+        return {}
+    top = max(scores.values())
+    weights = {letter: math.exp(v - top) for letter, v in scores.items()}
+    total = sum(weights.values())
+    return {letter: round(w / total, 4) for letter, w in weights.items()}
 
 
 def run_strategy(

@@ -117,7 +117,24 @@ def ask(rt: Runtime, question: str, k: int, as_of: date | None) -> Answer:
     return Answer(text, citations, context.facts)
 
 
-def choose(
+@dataclass(frozen=True)
+class Choice:
+    """A multiple-choice answer: the index chosen (None: not known), why, and the
+    model's log-probability of each letter (empty when it was not asked)."""
+
+    index: int | None
+    reason: str
+    scores: dict[str, float]
+
+
+#: Why :func:`choice` chose what it did.
+CHOSEN = "chosen"
+NOTHING_CLOSE = "no fact close enough"
+MODEL_UNKNOWN = "the model chose unknown"
+UNSUPPORTED = "no retrieved fact gives the choice"
+
+
+def choice(
     rt: Runtime,
     question: str,
     choices: list[str],
@@ -125,16 +142,16 @@ def choose(
     as_of: date | None,
     *,
     allow_unknown: bool = False,
-) -> int | None:
-    """Index of the choice the LLM scores highest given the retrieved facts. With
-    ``allow_unknown``, None when no fact is close enough or the model chooses the
-    added last choice, that the facts do not say."""
+) -> Choice:
+    """The choice the LLM scores highest given the retrieved facts, and why. With
+    ``allow_unknown``, none when no fact is close enough, the model chooses the added
+    last choice (that the facts do not say), or no retrieved fact can give it."""
     with rt.session() as session:
         hits = retrieve(rt, session, question, k, as_of)
         if allow_unknown:
             hits = _relevant(rt, hits)
             if not hits:
-                return None
+                return Choice(None, NOTHING_CLOSE, {})
         with session.begin():
             context = _context(session, hits)
             request = prompts.choice_request(
@@ -149,12 +166,26 @@ def choose(
     ranked = dict(scores.scores or {})
     best = max(range(len(letters)), key=lambda i: (ranked.get(letters[i], -1e9), -i))
     if best >= len(choices):
-        return None
-    if not allow_unknown:
-        return best
-    # With abstention allowed, a choice no retrieved fact can give is not known.
-    supported = any(_answers(context, i, question, choices[best]) for i in range(len(hits)))
-    return best if supported else None
+        return Choice(None, MODEL_UNKNOWN, ranked)
+    if allow_unknown and not any(
+        _answers(context, i, question, choices[best]) for i in range(len(hits))
+    ):
+        return Choice(None, UNSUPPORTED, ranked)
+    return Choice(best, CHOSEN, ranked)
+
+
+def choose(
+    rt: Runtime,
+    question: str,
+    choices: list[str],
+    k: int,
+    as_of: date | None,
+    *,
+    allow_unknown: bool = False,
+) -> int | None:
+    """Index of the choice the LLM scores highest given the retrieved facts
+    (:func:`choice`); None when it is not known."""
+    return choice(rt, question, choices, k, as_of, allow_unknown=allow_unknown).index
 
 
 def _parse_answer(text: str | None, n_facts: int) -> tuple[bool, str, list[int]]:
