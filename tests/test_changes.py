@@ -47,7 +47,11 @@ ENDED = [
      "Kestrel Falls council adopted a 2024 budget of 48.2 million euros."),
     ("Petrol prices in Lendmoor County fell to 1.59 euros a litre.",
      "Petrol costs 1.71 euros a litre in Lendmoor County."),
+    ("Kestrel Falls council trimmed the 2024 budget to 49.6 million euros on Tuesday.",
+     "Kestrel Falls' 2024 budget was revised to 51.0 million euros."),
     # A change of state.
+    ("The school board voted to make Tomasz Wierzbicki's appointment as superintendent "
+     "permanent.", "Tomasz Wierzbicki is the interim superintendent of Lendmoor County Schools."),
     ("The Harbour Cinema closed its doors on Sunday after 52 years.",
      "The Harbour Cinema in Port Wenlow is showing films."),
     ("The Sallow Bridge is back open to traffic.", "The Sallow Bridge remains closed for repairs."),
@@ -77,6 +81,10 @@ NOT_ENDED = [
      "Fiona Reed is the chief executive of Mossbank Brewing."),
     ("Ivo Stanek was appointed head coach, taking over from caretaker Kofi Ansah.",
      "The Port Wenlow Harriers play at Quayside Park."),
+    ("The school board voted to make Tomasz Wierzbicki's appointment as superintendent "
+     "permanent.", "Tomasz Wierzbicki taught mathematics in Kestrel Falls for 12 years."),
+    ("Kestrel Falls council trimmed the 2024 budget to 49.6 million euros on Tuesday.",
+     "Kestrel Falls council trimmed the 2024 budget to 49.6 million euros."),
     # An appointment by the holder is not the holder leaving.
     ("Mayor Dana Whitlock named a new police chief on Tuesday.",
      "Dana Whitlock is the mayor of Kestrel Falls."),

@@ -18,7 +18,8 @@ evidence the model cannot be relied on to see. :func:`ends` finds such a sentenc
 - a figure of the same thing changed to another value ("was revised to 51.0 million",
   "fell to 1.59 euros") when the fact states a figure;
 - a change of state: the fact's subject closed (a fact that it is open or running),
-  reopened (a fact that it is closed), or a plan reversed (a fact of what will be).
+  reopened (a fact that it is closed), a plan reversed (a fact of what will be), or
+  an interim post made permanent (a fact that the holder is interim or acting).
 
 A cue said of the future or denied ("will step down", "did not resign") is none. The
 sentence must also be about the fact (:func:`kbase.pipeline.wording.touches`, or
@@ -77,6 +78,11 @@ _CHANGE_WORDS = frozenset({
 _FIGURE_VERBS = _CHANGE_WORDS - {"moved", "moves", "moving", "relocated", "relocates",
                                  "switched", "switches", "joined", "joins", "transferred",
                                  "renamed", "up", "down"}
+#: Said of a holder whose post was temporary: it is not any more ("made Wierzbicki's
+#: appointment as superintendent permanent" for "... is interim superintendent").
+_CONFIRMS = _phrases("permanent", "for good", "confirmed as", "full-time", "on a permanent basis")
+#: Words of a stored fact that say the post is temporary.
+_TEMPORARY_WORDS = frozenset({"interim", "acting", "caretaker", "temporary"})
 #: Said after a place or body: it is closed now.
 _CLOSES = _phrases(
     "closed", "closes", "has closed", "closed its doors", "shut", "shuts", "shut down",
@@ -147,9 +153,10 @@ def _near(positions: list[int], start: int, end: int) -> bool:
 def _new_figure(words: list[str], i: int, figures: set[str]) -> bool:
     """Whether a change verb at ``words[i]`` gives a figure a value the fact does not
     state ("was revised to 51.0 million" for a fact of 48.2 million)."""
-    if words[i] not in _FIGURE_VERBS or "to" not in words[i + 1 : i + 4]:
+    if words[i] not in _FIGURE_VERBS or "to" not in words[i + 1 : i + 5]:
         return False
-    new = {w for w in words[i + 1 : i + 8] if w[:1].isdigit()}
+    to = words.index("to", i + 1)
+    new = {w for w in words[to + 1 : to + 3] if w[:1].isdigit()}  # "to 49.6 million"
     return bool(new) and not new & figures
 
 
@@ -166,6 +173,7 @@ def ends(sentence: str, statement: str) -> bool:
     figures = _figures(statement)
     closed = bool(set(wording.words(statement)) & _CLOSED_WORDS)
     planned = bool(set(wording.words(statement)) & _PLAN_WORDS)
+    temporary = bool(set(wording.words(statement)) & _TEMPORARY_WORDS)
 
     def before(i: int) -> bool:  # a name or value of the fact just before the cue
         return _near(at, i - WINDOW - 1, i - 1)
@@ -185,6 +193,9 @@ def ends(sentence: str, statement: str) -> bool:
                 return True
             if (old_value and after(i + old_value, 1)) or (figures and _new_figure(ws, i, figures)):
                 return True
+        confirms = _at(ws, i, _CONFIRMS) if temporary and about else 0
+        if confirms and (before(i) or after(i + confirms)):
+            return True
         closes, reopens = _state_cue(ws, i, _CLOSES), _state_cue(ws, i, _REOPENS)
         if ((closes and not closed) or (reopens and closed)) and before(i):
             return True

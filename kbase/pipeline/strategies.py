@@ -44,6 +44,7 @@ from kbase.pipeline import changes, edits, wording
 from kbase.pipeline.context import DocContext
 from kbase.pipeline.extract import Shown, shown
 from kbase.store.models import Evidence, Fact
+from kbase.vectors import Hit
 
 #: A generated rewrite must keep at least this share of the fact's words around its
 #: one changed span. Not ``rewrite_swap_share``, which decides when a new fact of the
@@ -52,25 +53,36 @@ from kbase.store.models import Evidence, Fact
 REWRITE_MIN_SHARE = 0.5
 
 
-def candidates(ctx: DocContext, chunk: str, *, at_least_one: bool = False) -> list[Fact]:
-    """Current facts (as of the document) of other documents close to ``chunk``, best
-    first, capped."""
+def candidates(
+    ctx: DocContext, chunk: str, *, at_least_one: bool = False, sentences: Sequence[str] = ()
+) -> list[Fact]:
+    """Current facts (as of the document) of other documents close to ``chunk`` or to
+    one of ``sentences``, best first, capped."""
     settings = ctx.settings
-    vector = ctx.vectors.embed(ctx.session, [chunk])[0]
+    queries = [chunk, *sentences]
+    vectors = ctx.vectors.embed(ctx.session, queries)
     radius = settings.candidate_threshold
-    hits = [
-        h
-        for h in ctx.vectors.within(ctx.session, vector, radius, at_seq=ctx.view_seq)
-        if h.fact.document_pk != ctx.doc.pk
-    ]
-    if not hits and at_least_one:
-        # ERASE keeps at least the best match; that makes the result depend on the
-        # whole store down to the best score, which the recorded radius says.
-        nearest = ctx.vectors.nearest(ctx.session, vector, 8, at_seq=ctx.view_seq)
-        hits = [h for h in nearest if h.fact.document_pk != ctx.doc.pk][:1]
-        radius = min(radius, hits[0].score) if hits else -1.0
-    edits.note_retrieval(ctx, chunk, radius)
-    return [h.fact for h in hits[: settings.candidate_cap]]
+    best: dict[int, Hit] = {}
+    for n, (text, vector) in enumerate(zip(queries, vectors, strict=True)):
+        hits = [
+            h
+            for h in ctx.vectors.within(ctx.session, vector, radius, at_seq=ctx.view_seq)
+            if h.fact.document_pk != ctx.doc.pk
+        ]
+        reach = radius
+        if n == 0 and not hits and at_least_one:
+            # ERASE keeps at least the best match; that makes the result depend on the
+            # whole store down to the best score, which the recorded radius says.
+            nearest = ctx.vectors.nearest(ctx.session, vector, 8, at_seq=ctx.view_seq)
+            hits = [h for h in nearest if h.fact.document_pk != ctx.doc.pk][:1]
+            reach = min(radius, hits[0].score) if hits else -1.0
+        edits.note_retrieval(ctx, text, reach)
+        for hit in hits:
+            if hit.fact.id not in best or hit.score > best[hit.fact.id].score:
+                best[hit.fact.id] = hit
+    # As the index ranks: never by row ids, which differ between a store and its replay.
+    ranked = sorted(best.values(), key=lambda h: (-h.score, h.fact.text, h.fact.valid_from))
+    return [h.fact for h in ranked[: settings.candidate_cap]]
 
 
 def _same_text(a: str, b: str) -> bool:
@@ -302,7 +314,10 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
     seen = shown(ctx, chunk)
     if not seen.text.strip():
         return
-    nearby = _not_restated(ctx, candidates(ctx, seen.text), new)
+    # A long chunk is far from a fact one of its sentences speaks of ("The Harbour
+    # Cinema closed its doors ..."): each sentence is asked too.
+    lines = wording.sentences(seen.text) + ([seen.title] if seen.title else [])
+    nearby = _not_restated(ctx, candidates(ctx, seen.text, sentences=lines), new)
     # Facts a sentence of the article says have ended ("X stepped down", "up from Y"):
     # that sentence is the evidence, and the verdict only vetoes when the model is
     # sure the fact still holds.
