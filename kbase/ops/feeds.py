@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, object_session
 
-from kbase.errors import InputError, KbaseError, NotFoundError
+from kbase.errors import KbaseError, NotFoundError
 from kbase.locking import try_named_lock
 from kbase.ops.ingest import ingest
 from kbase.reports import (
@@ -42,7 +42,7 @@ from kbase.sources.base import DEFAULT_MAX_BYTES, SourceDocument
 from kbase.sources.conditional import FeedAnswer, RetryLater, fetch_if_changed
 from kbase.sources.feeds import read_feed
 from kbase.sources.fetch import check_url
-from kbase.sources.fields import storable
+from kbase.sources.fields import check_parsed_size, storable
 from kbase.sources.files import check_bytes
 from kbase.sources.messages import one_line, plural, shown_url, without_credentials
 from kbase.sources.opml import Subscription, write_opml
@@ -250,12 +250,7 @@ def _documents(feed: Feed, answer: FeedAnswer, max_bytes: int) -> list[SourceDoc
     source = without_credentials(answer.moved_to or feed.url)
     data = check_bytes(name, answer.download.data, max_bytes)
     documents = read_feed(name, source, data, charset=answer.download.charset)
-    size = sum(len(d.text) + len(d.title or "") + len(d.url or "") for d in documents)
-    if size > max_bytes:
-        raise InputError(
-            f"{name} holds {size} characters of text once parsed, more than the limit of "
-            f"{max_bytes} (--max-bytes): raise the limit with --max-bytes"
-        )
+    check_parsed_size(name, documents, max_bytes)
     return [storable(name, document) for document in documents]
 
 

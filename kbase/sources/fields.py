@@ -65,6 +65,23 @@ def storable(name: str, document: SourceDocument) -> SourceDocument:
     return dataclasses.replace(document, text=text, title=title, url=url)
 
 
+def check_parsed_size(name: str, documents: list[SourceDocument], max_chars: int) -> None:
+    """Refuse documents parsed from an input of at most ``max_chars`` that hold more text
+    than that: parsing should only shrink the input, so text that grew (entities some
+    trick got past the checks) goes no further. Each field counts on its own, since a
+    title is often a copy of the text's first line."""
+    size = max(
+        sum(len(d.text) for d in documents),
+        sum(len(d.title or "") for d in documents),
+        sum(len(d.url or "") for d in documents),
+    )
+    if size > max_chars:
+        raise InputError(
+            f"{name} holds {size} characters of text once parsed, more than the limit of "
+            f"{max_chars} (--max-bytes): give a smaller input or raise the limit with --max-bytes"
+        )
+
+
 def _without_controls(value: str | None) -> str | None:
     if value is None or not _CONTROL.search(value):
         return value

@@ -16,7 +16,7 @@ from kbase.hashing import content_hash
 from kbase.sources.base import DEFAULT_MAX_BYTES, SourceDocument
 from kbase.sources.feeds import read_feed, refuse_entity_declarations
 from kbase.sources.fetch import fetch, is_url
-from kbase.sources.fields import check_batch, check_id, storable
+from kbase.sources.fields import check_batch, check_id, check_parsed_size, storable
 from kbase.sources.files import check_bytes, decode_utf8, read_file, read_stream, walk_folder
 from kbase.sources.html import decode_html, extract_page, published_date
 from kbase.sources.jsonl import read_jsonl
@@ -149,19 +149,7 @@ def _parse(
     """The documents in ``data`` read as ``kind``, storable and holding at most
     ``max_chars`` characters of text; ``name`` is how messages call the input."""
     documents = _documents(name, source, data, kind, skip_bad=skip_bad, charset=charset, url=url)
-    # Parsing should only shrink the input; text that grew (entities that some trick
-    # got past the checks) is refused before it goes any further.
-    # Each field on its own: a title is often a copy of the text's first line.
-    size = max(
-        sum(len(d.text) for d in documents),
-        sum(len(d.title or "") for d in documents),
-        sum(len(d.url or "") for d in documents),
-    )
-    if size > max_chars:
-        raise InputError(
-            f"{name} holds {size} characters of text once parsed, more than the limit of "
-            f"{max_chars} (--max-bytes): give a smaller input or raise the limit with --max-bytes"
-        )
+    check_parsed_size(name, documents, max_chars)
     return [storable(name, document) for document in documents]
 
 
