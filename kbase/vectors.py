@@ -55,6 +55,13 @@ _CITED = (
 )
 
 
+class _Unread:
+    """The type of :data:`_UNREAD`: no store state read yet."""
+
+
+_UNREAD = _Unread()
+
+
 @dataclass(frozen=True)
 class Hit:
     fact: Fact
@@ -175,13 +182,21 @@ class FactVectors:
         self.index.add(np.array([f.id for f in facts], dtype=np.int64), vectors)
 
     def retrieve(
-        self, session: Session, vector: Vectors, k: int, *, as_of: date | None = None
+        self,
+        session: Session,
+        vector: Vectors,
+        k: int,
+        *,
+        as_of: date | None = None,
+        token: str | _Unread | None = _UNREAD,
     ) -> list[Hit]:
         """A question's retrieval: the ``k`` facts nearest ``vector`` valid now (or
         ``as_of``), best first, each with its document's citation. Reads only rows by
         primary key, in the caller's transaction (a read: SQL is queried on the
-        connection, past the ORM, which would cost more than the rows)."""
-        token = session.connection().execute(_STATE).scalar()
+        connection, past the ORM, which would cost more than the rows). ``token``: the
+        store state the caller read in this transaction (read here if not given)."""
+        if isinstance(token, _Unread):
+            token = state_token(session)
         if token is None or token != self.synced:
             # Another process wrote since the index was synced: SQL alone decides.
             at_seq = queries.seq_as_of(session, as_of) if as_of else None
@@ -275,7 +290,8 @@ class FactVectors:
 
     # -- keeping the index in step with SQL --------------------------------------------
     def sync(self, session: Session) -> tuple[int, int]:
-        """Make the index hold exactly the fact versions in SQL; returns (added, removed)."""
+        """Make the index hold exactly the fact versions in SQL, as of the state the
+        session's transaction reads (:attr:`synced` then); returns (added, removed)."""
         state = store_state(session)
         if state is not None and state in (self.synced, self.index.state):
             self.synced = state
@@ -289,6 +305,7 @@ class FactVectors:
             chunk = [int(i) for i in missing[start : start + 2000]]
             facts = list(session.scalars(select(Fact).where(Fact.id.in_(chunk))))
             self.add_facts(session, facts)
+        self.synced = state
         return len(missing), len(extra)
 
     def save(self, session: Session) -> None:
@@ -296,10 +313,6 @@ class FactVectors:
         state = store_state(session)
         self.index.save(state or "")
         self.synced = state
-
-    def stamp_is_stale(self, session: Session) -> bool:
-        """Whether the index file is stamped with another state than the store's."""
-        return (self.index.state or None) != store_state(session)
 
 
 def cached_vectors(
@@ -319,6 +332,13 @@ def cached_vectors(
         for text_hash, blob in rows:
             out[text_hash] = np.frombuffer(blob, dtype=np.float32)
     return out
+
+
+def state_token(session: Session) -> str | None:
+    """The store state (:func:`store_state`), read past the ORM: one cheap query, for
+    the read path's check that the index is current."""
+    token = session.connection().execute(_STATE).scalar()
+    return None if token is None else str(token)
 
 
 def store_state(session: Session) -> str | None:

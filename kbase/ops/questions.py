@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from kbase import prompts
+from kbase.embed.base import Vectors
 from kbase.errors import BadModelOutput
 from kbase.llm.output import parse_json
 from kbase.pipeline import wording
@@ -22,10 +23,19 @@ from kbase.vectors import Hit
 
 def retrieve(rt: Runtime, session: Session, query: str, k: int, as_of: date | None) -> list[Hit]:
     """The ``k`` facts nearest ``query`` that are current (or valid ``as_of``)."""
-    vectors = rt.vectors(session)
     vector = rt.embedder.embed([query])[0]
     with session.begin():
-        return vectors.retrieve(session, vector, k, as_of=as_of)
+        hits = _retrieve(rt, session, vector, k, as_of)
+    rt.save_caught_up_index(session)
+    return hits
+
+
+def _retrieve(
+    rt: Runtime, session: Session, vector: Vectors, k: int, as_of: date | None
+) -> list[Hit]:
+    """Retrieval inside the caller's transaction, the index caught up with it first."""
+    vectors = rt.read_vectors(session)
+    return vectors.retrieve(session, vector, k, as_of=as_of, token=vectors.synced)
 
 
 def fact_hits(session: Session, hits: list[Hit]) -> list[FactHit]:
@@ -72,10 +82,13 @@ def _answers(context: _Context, i: int, question: str, answer: str = "") -> bool
 
 def search(rt: Runtime, query: str, k: int, as_of: date | None) -> list[FactHit]:
     """Retrieval only: the facts nearest ``query`` with their provenance."""
+    vector = rt.embedder.embed([query])[0]
     with rt.session() as session:
-        hits = retrieve(rt, session, query, k, as_of)
+        # One transaction: the state check, the search, the rows and their citations.
         with session.begin():
-            return fact_hits(session, hits)
+            found = fact_hits(session, _retrieve(rt, session, vector, k, as_of))
+        rt.save_caught_up_index(session)
+    return found
 
 
 def _relevant(rt: Runtime, hits: list[Hit]) -> list[Hit]:
