@@ -242,7 +242,7 @@ class FactVectors:
         if len(ids) == 0:
             return []
         score_of = {int(i): float(s) for i, s in zip(ids, scores, strict=True)}
-        rows = session.connection().execute(_CITED, {"ids": list(score_of)})
+        rows = session.connection().execute(_CITED, {"ids": list(score_of)}).all()
         hits = []
         for fid, text, lineage, doc_pk, start, end, doc_id, title, url, published in rows:
             if _valid(start, end, at_seq):
