@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -143,7 +144,10 @@ class FaissIndex(VectorIndex):
                 reader = _faiss.PyCallbackIOReader(source.read)
                 index = faiss.read_index(reader)
                 # The codes follow the id map in the same file, when there are any.
-                codes = faiss.read_index(reader) if source.read(1) and _rewind(source) else None
+                codes = None
+                if source.read(1):
+                    source.seek(-1, os.SEEK_CUR)
+                    codes = faiss.read_index(reader)
         except (OSError, RuntimeError) as exc:
             raise unreadable(exc) from exc
         if not isinstance(index, faiss.IndexIDMap2):
@@ -390,9 +394,3 @@ class FaissIndex(VectorIndex):
         except (OSError, RuntimeError) as exc:
             raise StoreError(f"cannot write the vector index {self.path}: {exc}") from exc
         self._state = state
-
-
-def _rewind(source: BinaryIO) -> bool:
-    """Step back over the byte read to see whether more follows (always True)."""
-    source.seek(-1, 1)
-    return True
