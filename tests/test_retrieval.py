@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from benchmarks import synthstore
@@ -138,3 +139,25 @@ def test_retrieval_after_another_writer_changed_the_store_asks_sql(
     assert vectors.synced == synced  # not caught up: this answer came from SQL
     assert first.id not in ids and len(ids) == 8
     assert first.id not in [h.id for h in store.search(question, k=8)]
+
+
+def test_a_search_reads_the_state_token_and_the_cited_rows_alone(store: KnowledgeBase) -> None:
+    """Once the store state's validity and the date's seq are cached, a question costs
+    two statements: the state token, and the hits' rows with their citations."""
+    for as_of in (None, MIDDLE):
+        store.search(QUESTIONS[0], k=8, as_of=as_of)
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(store.runtime.engine, "before_cursor_execute", record)
+    try:
+        for as_of in (None, MIDDLE):
+            statements.clear()
+            assert len(store.search(QUESTIONS[2], k=8, as_of=as_of)) == 8
+            assert len(statements) == 2
+            assert "FROM meta" in statements[0]
+            assert "FROM facts JOIN documents" in statements[1]
+    finally:
+        event.remove(store.runtime.engine, "before_cursor_execute", record)
