@@ -82,9 +82,10 @@ class FaissIndex(VectorIndex):
     between the two leaves new vectors under the previous stamp, which the next open
     treats as behind and catches up. Ties in :meth:`search`: in the flat layout they
     follow FAISS's result heap (neither the order nor which vectors tied at the k-th
-    score are kept is promised); in the compressed one, equal exact scores come in
-    storage order, and which candidates reach the re-ranking among vectors of equal
-    codes is the scan's. :meth:`within` is exact and lists ids in storage order.
+    score are kept is promised); in the compressed one, every vector whose code scores
+    as the last candidate's is re-ranked too, so which vectors are candidates does not
+    depend on their positions, and equal exact scores come in storage order.
+    :meth:`within` is exact and lists ids in storage order.
     """
 
     def __init__(
