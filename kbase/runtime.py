@@ -41,7 +41,7 @@ from kbase.store.db import (
     sqlite_url,
 )
 from kbase.store.models import FewshotState, Meta
-from kbase.vectors import FactVectors
+from kbase.vectors import FactVectors, state_token
 
 CONFIG_FILE = "kbase.json"
 #: A new knowledge base is its owner's alone: its folder and the files kbase creates.
@@ -298,20 +298,42 @@ class Runtime:
         """The fact index, caught up with SQL whenever the store changed since it was
         last synced (another process may have written). A caught-up index is saved
         only by a process that can take the writer lock right away."""
+        vectors = self._fact_vectors()
+        if session.in_transaction():
+            return vectors  # the caller's transaction: synced when it began
+        with session.begin():
+            self.read_vectors(session)
+        self.save_caught_up_index(session)
+        return vectors
+
+    def read_vectors(self, session: Session) -> FactVectors:
+        """In the caller's (read) transaction: the fact index, caught up with the store
+        state that transaction reads. When nothing changed since the last check this
+        costs one read of the state token. Call :meth:`save_caught_up_index` once the
+        transaction is over."""
+        vectors = self._fact_vectors()
+        token = state_token(session)
+        if token is None or token != vectors.synced:
+            vectors.sync(session)
+        return vectors
+
+    def save_caught_up_index(self, session: Session) -> None:
+        """Save the fact index if it was caught up past its file's stamp, when the
+        writer lock can be taken right away (else the writer holding it saves it).
+        ``session`` must not be in a transaction."""
+        vectors = self._vectors
+        if vectors is None or (vectors.index.state or None) == vectors.synced:
+            return
+        try:
+            with writer_lock(self.folder, self.engine, timeout=0), session.begin():
+                vectors.save(session)
+        except LockTimeout:
+            pass
+
+    def _fact_vectors(self) -> FactVectors:
         if self._vectors is None:
             index = FaissIndex(self.folder / "index", self.embedder.dim)
             self._vectors = FactVectors(self.embedder, index)
-        if session.in_transaction():
-            return self._vectors  # the caller's transaction: synced when it began
-        with session.begin():
-            self._vectors.sync(session)
-            stale = self._vectors.stamp_is_stale(session)
-        if stale:
-            try:
-                with writer_lock(self.folder, self.engine, timeout=0), session.begin():
-                    self._vectors.save(session)
-            except LockTimeout:
-                pass  # the writer holding it saves the index when it is done
         return self._vectors
 
     def index_size(self) -> int:

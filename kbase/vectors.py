@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,7 @@ from kbase.index.base import IdFilter, VectorIndex
 from kbase.reports import Citation
 from kbase.store import queries
 from kbase.store.models import Document, Embedding, Fact, Meta
+from kbase.store.queries import FactColumns
 
 STATE_KEY = "state"
 #: ``valid_until`` of a current version, in the in-memory validity arrays.
@@ -55,9 +57,21 @@ _CITED = (
 )
 
 
+class _Unread:
+    """The type of :data:`_UNREAD`: no store state read yet."""
+
+
+_UNREAD = _Unread()
+
+
+#: What a hit holds: an ORM row (the pipeline's lookups, which may change it) or
+#: the plain columns (a question's retrieval).
+F = TypeVar("F", Fact, FactColumns)
+
+
 @dataclass(frozen=True)
-class Hit:
-    fact: Fact
+class Hit(Generic[F]):
+    fact: F
     score: float
     #: The fact's document as a citation, when retrieval read it with the fact.
     citation: Citation | None = None
@@ -78,7 +92,7 @@ class _ReadState:
     @classmethod
     def read(cls, session: Session, token: str) -> _ReadState:
         query = select(Fact.id, Fact.valid_from, Fact.valid_until)
-        rows = session.connection().execute(query).tuples().all()
+        rows = session.connection().execute(query).all()
         table = np.array(
             [(i, start, _OPEN if end is None else end) for i, start, end in rows], dtype=np.int64
         ).reshape(len(rows), 3)
@@ -123,7 +137,7 @@ def valid_at(seq: int | None) -> Select[Fact]:
     )
 
 
-def _rank(hits: list[Hit]) -> list[Hit]:
+def _rank(hits: list[Hit[F]]) -> list[Hit[F]]:
     # Scores first, then text: never row ids, which differ between a store and its replay.
     return sorted(hits, key=lambda h: (-h.score, h.fact.text, h.fact.valid_from))
 
@@ -175,17 +189,25 @@ class FactVectors:
         self.index.add(np.array([f.id for f in facts], dtype=np.int64), vectors)
 
     def retrieve(
-        self, session: Session, vector: Vectors, k: int, *, as_of: date | None = None
-    ) -> list[Hit]:
+        self,
+        session: Session,
+        vector: Vectors,
+        k: int,
+        *,
+        as_of: date | None = None,
+        token: str | _Unread | None = _UNREAD,
+    ) -> list[Hit[FactColumns]]:
         """A question's retrieval: the ``k`` facts nearest ``vector`` valid now (or
         ``as_of``), best first, each with its document's citation. Reads only rows by
         primary key, in the caller's transaction (a read: SQL is queried on the
-        connection, past the ORM, which would cost more than the rows)."""
-        token = session.connection().execute(_STATE).scalar()
+        connection, past the ORM, which would cost more than the rows). ``token``: the
+        store state the caller read in this transaction (read here if not given)."""
+        if isinstance(token, _Unread):
+            token = state_token(session)
         if token is None or token != self.synced:
             # Another process wrote since the index was synced: SQL alone decides.
             at_seq = queries.seq_as_of(session, as_of) if as_of else None
-            return [] if at_seq == 0 else self.nearest(session, vector, k, at_seq=at_seq)
+            return [] if at_seq == 0 else self._as_columns(session, vector, k, at_seq)
         if self._reads is None or self._reads.token != token:
             self._reads = _ReadState.read(session, token)
         at_seq = self._reads.seq_as_of(session, as_of) if as_of else None
@@ -199,8 +221,15 @@ class FactVectors:
             cut += 1
         hits = self._cited_hits(session, ids[:cut], scores[:cut], at_seq)
         if len(hits) < min(cut, k):  # a row changed under the filter: SQL decides
-            return self.nearest(session, vector, k, at_seq=at_seq)
+            return self._as_columns(session, vector, k, at_seq)
         return _rank(hits)[:k]
+
+    def _as_columns(
+        self, session: Session, vector: Vectors, k: int, at_seq: int | None
+    ) -> list[Hit[FactColumns]]:
+        """The SQL-checked lookup's hits, as retrieval gives them."""
+        hits = self.nearest(session, vector, k, at_seq=at_seq)
+        return [Hit(FactColumns.of(h.fact), h.score) for h in hits]
 
     def _cited_hits(
         self,
@@ -208,30 +237,23 @@ class FactVectors:
         ids: npt.NDArray[np.int64],
         scores: npt.NDArray[np.float32],
         at_seq: int | None,
-    ) -> list[Hit]:
+    ) -> list[Hit[FactColumns]]:
         """Hits for ``ids`` valid at ``at_seq``, read with the columns a citation needs."""
         if len(ids) == 0:
             return []
         score_of = {int(i): float(s) for i, s in zip(ids, scores, strict=True)}
-        rows = session.connection().execute(_CITED, {"ids": list(score_of)}).tuples()
+        rows = session.connection().execute(_CITED, {"ids": list(score_of)}).all()
         hits = []
         for fid, text, lineage, doc_pk, start, end, doc_id, title, url, published in rows:
             if _valid(start, end, at_seq):
-                fact = Fact(
-                    id=fid,
-                    text=text,
-                    lineage_id=lineage,
-                    document_pk=doc_pk,
-                    valid_from=start,
-                    valid_until=end,
-                )
+                fact = FactColumns(fid, text, lineage, doc_pk, start, end)
                 citation = Citation.of(doc_id, title, url, published)
                 hits.append(Hit(fact, score_of[fid], citation))
         return hits
 
     def nearest(
         self, session: Session, vector: Vectors, k: int, *, at_seq: int | None = None
-    ) -> list[Hit]:
+    ) -> list[Hit[Fact]]:
         """The ``k`` valid facts nearest ``vector``, best first, as rows of the session
         (the pipeline's lookup: what the open transaction changed counts)."""
         total = len(self.index)
@@ -245,7 +267,7 @@ class FactVectors:
 
     def within(
         self, session: Session, vector: Vectors, radius: float, *, at_seq: int | None = None
-    ) -> list[Hit]:
+    ) -> list[Hit[Fact]]:
         """Every valid fact at cosine ``radius`` or closer, best first."""
         ids, scores = self.index.within(vector, radius)
         return _rank(self._valid_hits(session, ids, scores, at_seq))
@@ -256,11 +278,11 @@ class FactVectors:
         ids: npt.NDArray[np.int64],
         scores: npt.NDArray[np.float32],
         at_seq: int | None,
-    ) -> list[Hit]:
+    ) -> list[Hit[Fact]]:
         if len(ids) == 0:
             return []
         score_of = {int(i): float(s) for i, s in zip(ids, scores, strict=True)}
-        hits: list[Hit] = []
+        hits: list[Hit[Fact]] = []
         keys = list(score_of)
         for start in range(0, len(keys), 500):
             # By primary key, validity checked here: SQL planners walk the validity
@@ -275,7 +297,8 @@ class FactVectors:
 
     # -- keeping the index in step with SQL --------------------------------------------
     def sync(self, session: Session) -> tuple[int, int]:
-        """Make the index hold exactly the fact versions in SQL; returns (added, removed)."""
+        """Make the index hold exactly the fact versions in SQL, as of the state the
+        session's transaction reads (:attr:`synced` then); returns (added, removed)."""
         state = store_state(session)
         if state is not None and state in (self.synced, self.index.state):
             self.synced = state
@@ -289,6 +312,7 @@ class FactVectors:
             chunk = [int(i) for i in missing[start : start + 2000]]
             facts = list(session.scalars(select(Fact).where(Fact.id.in_(chunk))))
             self.add_facts(session, facts)
+        self.synced = state
         return len(missing), len(extra)
 
     def save(self, session: Session) -> None:
@@ -296,10 +320,6 @@ class FactVectors:
         state = store_state(session)
         self.index.save(state or "")
         self.synced = state
-
-    def stamp_is_stale(self, session: Session) -> bool:
-        """Whether the index file is stamped with another state than the store's."""
-        return (self.index.state or None) != store_state(session)
 
 
 def cached_vectors(
@@ -319,6 +339,13 @@ def cached_vectors(
         for text_hash, blob in rows:
             out[text_hash] = np.frombuffer(blob, dtype=np.float32)
     return out
+
+
+def state_token(session: Session) -> str | None:
+    """The store state (:func:`store_state`), read past the ORM: one cheap query, for
+    the read path's check that the index is current."""
+    token = session.connection().execute(_STATE).scalar()
+    return None if token is None else str(token)
 
 
 def store_state(session: Session) -> str | None:

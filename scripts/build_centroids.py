@@ -1,18 +1,20 @@
-"""Build the IVF quantiser that kbase ships: k-means centroids of a fixed corpus
-embedded with MiniLM, written once to ``kbase/index/data/``.
+"""Build the codebook that kbase ships: the product-quantisation centroids (k-means
+per sub-vector) of a fixed corpus embedded with MiniLM, which the index's
+compressed layout encodes vectors with, written once to ``kbase/index/data/``.
 
 The corpus is generated here from a fixed seed (news-style statements about
 people, organisations, places, money, dates and events, in many phrasings),
 with place, country, language and currency names from the locale data of
 ``babel`` and the time-zone database, and invented person and organisation
 names. It is not the benchmark's text (``benchmarks/synthstore.py``): the
-quantiser must not be fitted to what it is measured on.
+codebook must not be fitted to what it is measured on.
 
-The file is data, loaded and never retrained at run time: which list a vector
-falls in is a function of the vector alone, so what the index retrieves stays a
-function of the stored facts, and forgetting stays exact.
+The file is data, loaded and never retrained at run time: a vector's code is a
+function of the vector alone, so what the index retrieves stays a function of
+the stored facts, and forgetting stays exact. (An earlier version shipped IVF
+centroids of the same corpus; the compressed layout replaced them.)
 
-    KBASE_CACHE=... .venv/bin/python scripts/build_centroids.py
+    KBASE_CACHE=... .venv/bin/python scripts/build_centroids.py --vectors corpus.npy
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ import time
 import zoneinfo
 from pathlib import Path
 
-import faiss
 import numpy as np
 from babel import Locale
 
 from kbase.embed import get_embedder
-from kbase.index.quantiser import CENTROIDS_FILE, N_LISTS
+from kbase.index.codebook import CODEBOOK_FILE, SUBVECTORS, train_codebook
 
 CORPUS_SIZE = 48_000
 SEED = 18
@@ -326,12 +327,10 @@ def main() -> None:
         )
         if args.vectors:
             np.save(args.vectors, vectors)
-    kmeans = faiss.Kmeans(vectors.shape[1], N_LISTS, niter=25, seed=SEED, spherical=True)
-    kmeans.train(vectors)
-    centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
-    CENTROIDS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    np.save(CENTROIDS_FILE, centroids)
-    print(f"wrote {centroids.shape} to {CENTROIDS_FILE}", file=sys.stderr)
+    CODEBOOK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    codebook = train_codebook(vectors, SUBVECTORS, seed=SEED)
+    np.save(CODEBOOK_FILE, codebook)
+    print(f"wrote {codebook.shape} to {CODEBOOK_FILE}", file=sys.stderr)
 
 
 if __name__ == "__main__":

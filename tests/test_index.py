@@ -6,9 +6,10 @@ that ignores unknown ids; ``within`` inclusive at its radius; storage order for
 back, and the strict/lenient opening rules of :mod:`kbase.index.base`. Queries here
 are mostly basis vectors, so every expected score is a stored coordinate, exactly.
 
-Besides the registered kinds, the suite runs on FAISS's inverted-file layout (the
-one a store of many facts gets) with small test centroids, probing every list so
-that it must be exact; how it probes fewer is tested after the suite.
+Besides the registered kinds, the suite runs on FAISS's compressed layout (the one
+a store of many facts gets: codes scanned, candidates re-ranked exactly) with a
+small test codebook, re-ranking every vector so that it must be exact; how it
+re-ranks fewer is tested after the suite.
 """
 
 from __future__ import annotations
@@ -26,20 +27,23 @@ import pytest
 from kbase.errors import ConfigError, StoreError
 from kbase.index import INDEXES, VectorIndex, get_index
 from kbase.index.base import IdFilter
-from kbase.index.faiss_index import IVF_FROM, N_PROBE, FaissIndex
+from kbase.index.codebook import BITS, SUBVECTORS, shipped_codebook, train_codebook
+from kbase.index.faiss_index import COMPRESS_FROM, RERANK, FaissIndex
 from kbase.index.numpy_index import NumpyIndex
-from kbase.index.quantiser import N_LISTS, shipped_centroids
 
 DIM = 4
 Floats = npt.NDArray[np.float32]
-#: FAISS in its inverted-file layout from the first vector on.
-IVF = "faiss-inverted"
-KINDS = [*sorted(INDEXES), IVF]
+#: FAISS in its compressed layout from the first vector on.
+COMPRESSED = "faiss-compressed"
+KINDS = [*sorted(INDEXES), COMPRESSED]
 
 
-def fixed_centroids(dim: int, n: int = 6) -> Floats:
-    """Fixed unit centroids for tests, the same for a dimension."""
-    return random_units(np.random.default_rng(dim), n, dim)
+def fixed_codebook(dim: int) -> Floats:
+    """A fixed codebook for tests (two coordinates a sub-vector where the dimension is
+    even), the same for a dimension, trained on random vectors that are none of the
+    tests' stored ones."""
+    subvectors = next(m for m in range(dim // 2, 0, -1) if dim % m == 0)
+    return train_codebook(random_units(np.random.default_rng(dim), 1024, dim), subvectors)
 
 
 @pytest.fixture(params=KINDS)
@@ -48,10 +52,10 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def open_index(kind: str, folder: Path, dim: int = DIM, *, strict: bool = False) -> VectorIndex:
-    if kind == IVF:
-        centroids = fixed_centroids(dim)
+    if kind == COMPRESSED:
+        codebook = fixed_codebook(dim)
         return FaissIndex(
-            folder, dim, strict=strict, centroids=centroids, ivf_from=0, n_probe=len(centroids)
+            folder, dim, strict=strict, codebook=codebook, compress_from=0, rerank=10_000
         )
     return get_index(kind, folder, dim, strict=strict)
 
@@ -484,116 +488,212 @@ def test_a_save_onto_a_full_disk_is_an_error_and_keeps_the_previous_file(
     assert open_index(kind, tmp_path).ids().tolist() == SAMPLE_IDS.tolist()
 
 
-# -- FAISS's inverted-file layout -------------------------------------------------------------
+# -- FAISS's compressed layout ----------------------------------------------------------------
 
 
-def inverted(folder: Path, *, dim: int = 8, ivf_from: int = 0, n_probe: int = 1) -> FaissIndex:
+def compressed(
+    folder: Path, *, dim: int = 8, compress_from: int = 0, rerank: int = 16
+) -> FaissIndex:
     return FaissIndex(
-        folder, dim, centroids=fixed_centroids(dim, 16), ivf_from=ivf_from, n_probe=n_probe
+        folder, dim, codebook=fixed_codebook(dim), compress_from=compress_from, rerank=rerank
     )
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int) -> Floats:
+    """Unit vectors in tight clusters of eight, as near-duplicate facts are."""
+    centres = random_units(rng, n // 8, dim)
+    noisy = np.repeat(centres, 8, axis=0) + 0.15 * rng.standard_normal((n, dim))
+    return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
 
 def results(index: VectorIndex, queries: Floats, k: int = 6) -> list[list[tuple[int, float]]]:
     out = []
     for query in queries:
         found, scores = index.search(query, k)
-        out.append(sorted(zip(found.tolist(), scores.tolist(), strict=True)))
+        out.append(list(zip(found.tolist(), scores.tolist(), strict=True)))
     return out
 
 
-def test_the_layout_is_inverted_from_its_threshold_on_and_flat_below_it(tmp_path: Path) -> None:
+def test_the_layout_is_compressed_from_its_threshold_on_and_flat_below_it(
+    tmp_path: Path,
+) -> None:
     rng = np.random.default_rng(5)
     stored = random_units(rng, 12, 8)
-    index = inverted(tmp_path, ivf_from=10, n_probe=16)
+    index = compressed(tmp_path, compress_from=10, rerank=100)
     index.add(np.arange(1, 10, dtype=np.int64), stored[:9])
     flat = results(index, stored[:4])
-    assert not index.inverted
+    assert not index.compressed
     index.add(ids(10), stored[9:10])
-    assert index.inverted and len(index) == 10
+    assert index.compressed and len(index) == 10
     index.remove(ids(10))
-    assert not index.inverted
+    assert not index.compressed
     assert results(index, stored[:4]) == flat
     index.add(ids(10, 11), stored[9:11])
     index.save("s")
-    reopened = inverted(tmp_path, ivf_from=10, n_probe=16)
-    assert reopened.inverted and reopened.loaded
+    reopened = compressed(tmp_path, compress_from=10, rerank=100)
+    assert reopened.compressed and reopened.loaded
     assert reopened.vectors()[1].tobytes() == stored[:11].tobytes()
+    assert results(reopened, stored[:4]) == results(index, stored[:4])
 
 
-def test_an_inverted_index_is_a_function_of_its_vectors_not_of_their_history(
+def test_a_compressed_search_scores_exactly_and_finds_the_nearest_given_depth(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(21)
+    stored = clustered(rng, 2000, 8)
+    all_ids = np.arange(5000, 7000, dtype=np.int64)
+    index = compressed(tmp_path, rerank=128)
+    index.add(all_ids, stored)
+    found_all, overlap = 0, 0
+    for query in random_units(rng, 50, 8):
+        found, scores = index.search(query, 8)
+        truth = stored @ query
+        # Every score is the exact cosine, best first; the ids are the best of those
+        # the codes put forward: re-ranking 128 of 2,000 makes them the true best
+        # almost always (32 would find three in four).
+        np.testing.assert_allclose(scores, truth[found - 5000], atol=1e-6)
+        assert (np.diff(scores) <= 0).all() and len(found) == 8
+        overlap += len(set(found.tolist()) & set(all_ids[np.argsort(-truth)[:8]].tolist()))
+        found_all += 8
+    assert overlap / found_all >= 0.99
+
+
+def test_a_compressed_search_re_ranks_only_the_candidates_of_its_depth(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    stored = clustered(rng, 800, 8)
+    shallow, deep = compressed(tmp_path / "a", rerank=8), compressed(tmp_path / "b", rerank=800)
+    for index in (shallow, deep):
+        index.add(np.arange(800, dtype=np.int64), stored)
+    queries = random_units(rng, 40, 8)
+    exact = [np.argsort(-(stored @ q))[:8].tolist() for q in queries]
+    assert [deep.search(q, 8)[0].tolist() for q in queries] == exact
+    assert [shallow.search(q, 8)[0].tolist() for q in queries] != exact
+
+
+def test_a_compressed_index_is_a_function_of_its_vectors_not_of_their_history(
     tmp_path: Path,
 ) -> None:
     """What exact forgetting needs: the same (id, vector) pairs, added in any order or
     with others added and removed in between, give the same results."""
     rng = np.random.default_rng(9)
-    stored = random_units(rng, 300, 8)
-    all_ids = np.arange(1, 301, dtype=np.int64)
+    stored = clustered(rng, 304, 8)
+    all_ids = np.arange(1, 305, dtype=np.int64)
     queries = random_units(rng, 40, 8)
-    straight = inverted(tmp_path / "a")
+    straight = compressed(tmp_path / "a")
     straight.add(all_ids, stored)
-    shuffled = inverted(tmp_path / "b")
+    shuffled = compressed(tmp_path / "b")
     extra = random_units(rng, 50, 8)
-    order = rng.permutation(300)
+    order = rng.permutation(304)
     shuffled.add(all_ids[order[:150]], stored[order[:150]])
     shuffled.add(np.arange(1000, 1050, dtype=np.int64), extra)
     shuffled.add(all_ids[order[150:]], stored[order[150:]])
     shuffled.remove(np.arange(1000, 1050, dtype=np.int64))
     assert sorted(shuffled.ids().tolist()) == all_ids.tolist()
-    assert results(shuffled, queries) == results(straight, queries)
+
+    def as_sets(found: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
+        return [sorted(r) for r in found]
+
+    assert as_sets(results(shuffled, queries)) == as_sets(results(straight, queries))
     shuffled.save("s")
-    assert results(inverted(tmp_path / "b"), queries) == results(straight, queries)
+    reopened = compressed(tmp_path / "b")
+    assert as_sets(results(reopened, queries)) == as_sets(results(straight, queries))
     for query in queries[:5]:
         assert sorted(shuffled.within(query, 0.5)[0].tolist()) == sorted(
             straight.within(query, 0.5)[0].tolist()
         )
 
 
-def test_an_inverted_search_finds_the_best_in_the_lists_it_probes(tmp_path: Path) -> None:
-    rng = np.random.default_rng(21)
-    stored = random_units(rng, 400, 8)
-    index = inverted(tmp_path, n_probe=3)
-    index.add(np.arange(400, dtype=np.int64), stored)
-    centroids = fixed_centroids(8, 16)
-    for query in random_units(rng, 10, 8):
-        probed = np.argsort(-(centroids @ query))[:3]
-        lists = np.argmax(stored @ centroids.T, axis=1)
-        pool = np.flatnonzero(np.isin(lists, probed))
-        best = pool[np.argsort(-(stored[pool] @ query))[:5]]
-        assert index.search(query, 5)[0].tolist() == best.tolist()
+def test_removing_vectors_leaves_the_bytes_never_adding_them_would_have(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    stored = random_units(rng, 70, 8)
+    kept = np.arange(70) % 3 != 1
+    never = compressed(tmp_path / "never")
+    never.add(np.arange(70, dtype=np.int64)[kept], stored[kept])
+    removed = compressed(tmp_path / "removed")
+    removed.add(np.arange(70, dtype=np.int64), stored)
+    removed.search(stored[0], 4)  # the codes packed for scanning before the removal
+    removed.remove(np.flatnonzero(~kept).astype(np.int64))
+    assert results(removed, stored[:6]) == results(never, stored[:6])
+    never.save("s")
+    removed.save("s")
+    assert removed.path.read_bytes() == never.path.read_bytes()
 
 
-def test_an_inverted_search_probes_more_lists_until_it_finds_k_allowed(tmp_path: Path) -> None:
+def test_a_filtered_compressed_search_returns_the_best_allowed_ids(tmp_path: Path) -> None:
+    rng = np.random.default_rng(17)
+    stored = clustered(rng, 1600, 8)
+    all_ids = np.arange(1600, dtype=np.int64)
+    index = compressed(tmp_path, rerank=1600)  # deep enough to be exact
+    index.add(all_ids, stored)
+    # Most ids allowed (over-fetching codes), and a few (an exact scan of those).
+    for share in (0.9, 0.5, 0.05):
+        allowed_ids = all_ids[rng.random(1600) < share]
+        for query in random_units(rng, 5, 8):
+            found, scores = index.search(query, 8, allowed=IdFilter.of(allowed_ids))
+            truth = stored[allowed_ids] @ query
+            assert found.tolist() == allowed_ids[np.argsort(-truth)[:8]].tolist()
+            np.testing.assert_allclose(scores, np.sort(truth)[::-1][:8], atol=1e-6)
+
+
+def test_a_filtered_compressed_search_fetches_more_codes_until_it_finds_k_allowed(
+    tmp_path: Path,
+) -> None:
     rng = np.random.default_rng(4)
-    stored = random_units(rng, 200, 8)
-    index = inverted(tmp_path, n_probe=1)
-    index.add(np.arange(200, dtype=np.int64), stored)
+    stored = clustered(rng, 400, 8)
+    index = compressed(tmp_path, rerank=4)
+    index.add(np.arange(400, dtype=np.int64), stored)
     query = stored[0]
-    # Allow only the vectors least like the query: none sits in the list probed first.
-    far = np.argsort(stored @ query)[:7].astype(np.int64)
+    # Allow the half of the vectors least like the query: none is among the first codes.
+    far = np.argsort(stored @ query)[:200].astype(np.int64)
     found, _ = index.search(query, 5, allowed=IdFilter.of(far))
-    assert sorted(found.tolist()) == sorted(far[np.argsort(-(stored[far] @ query))[:5]].tolist())
-    assert len(index.search(query, 50, allowed=IdFilter.of(far))[0]) == 7
+    assert len(found) == 5 and set(found.tolist()) <= set(far.tolist())
 
 
-def test_an_inverted_file_over_other_centroids_is_not_ours(tmp_path: Path) -> None:
-    index = inverted(tmp_path)
-    index.add(ids(1, 2), random_units(np.random.default_rng(1), 2, 8))
-    index.save("s")
-    other = fixed_centroids(8, 16)[::-1].copy()
-    lenient = FaissIndex(tmp_path, 8, centroids=other, ivf_from=0)
-    assert (lenient.loaded, len(lenient)) == (False, 0)
-    with pytest.raises(StoreError, match="another quantiser than kbase's"):
-        FaissIndex(tmp_path, 8, strict=True, centroids=other, ivf_from=0)
-    assert FaissIndex(tmp_path, 8, strict=True, centroids=fixed_centroids(8, 16)).loaded
+def test_codes_made_with_another_codebook_are_encoded_again(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    stored = random_units(rng, 40, 8)
+    other = train_codebook(random_units(np.random.default_rng(99), 1024, 8), 4)
+    mine = FaissIndex(tmp_path, 8, codebook=other, compress_from=0, rerank=40)
+    mine.add(np.arange(40, dtype=np.int64), stored)
+    mine.save("s")
+    reopened = compressed(tmp_path, rerank=40)
+    assert reopened.loaded and reopened.compressed and reopened.state == "s"
+    assert results(reopened, stored[:5]) == results(mine, stored[:5])
+    reopened.save("s")
+    fresh = compressed(tmp_path / "fresh", rerank=40)
+    fresh.add(np.arange(40, dtype=np.int64), stored)
+    fresh.save("s")
+    assert reopened.path.read_bytes() == fresh.path.read_bytes()
 
 
-def test_kbase_ships_unit_centroids_for_minilm_and_uses_them_from_the_threshold() -> None:
-    centroids = shipped_centroids(384)
-    assert centroids is not None and centroids.shape == (N_LISTS, 384)
-    assert centroids.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-4)
-    assert shipped_centroids(64) is None
-    assert IVF_FROM > 0 and 0 < N_PROBE <= N_LISTS
+def test_an_inverted_file_an_earlier_version_wrote_is_read_with_its_vectors(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(2)
+    stored = random_units(rng, 30, 8)
+    quantiser = faiss.IndexFlatIP(8)
+    quantiser.add(random_units(rng, 4, 8))
+    ivf = faiss.IndexIVFFlat(quantiser, 8, 4, faiss.METRIC_INNER_PRODUCT)
+    ivf.is_trained = True
+    old = faiss.IndexIDMap2(ivf)
+    old.add_with_ids(stored, np.arange(100, 130, dtype=np.int64))
+    index = FaissIndex(tmp_path, 8, codebook=None)
+    faiss.write_index(old, str(index.path.parent / "vectors.faiss"))
+    index.meta_path.write_text('{"state": "s", "dim": 8}')
+    for strict in (False, True):
+        reopened = compressed(tmp_path) if not strict else FaissIndex(tmp_path, 8, strict=True)
+        assert reopened.loaded and reopened.state == "s"
+        assert reopened.ids().tolist() == list(range(100, 130))
+        assert reopened.vectors()[1].tobytes() == stored.tobytes()
+
+
+def test_kbase_ships_a_codebook_for_minilm_and_uses_it_from_the_threshold() -> None:
+    codebook = shipped_codebook(384)
+    assert codebook is not None and codebook.shape == (SUBVECTORS, 1 << BITS, 384 // SUBVECTORS)
+    assert codebook.dtype == np.float32 and np.isfinite(codebook).all()
+    assert shipped_codebook(64) is None
+    assert COMPRESS_FROM > 0 and RERANK > 0
+    assert FaissIndex(Path("/nonexistent"), 384).codebook is codebook
 
 
 # -- the registry ----------------------------------------------------------------------------

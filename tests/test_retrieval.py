@@ -1,8 +1,8 @@
 """A question's retrieval (``FactVectors.retrieve``: validity applied inside one index
 search through a filter cached per store state, rows read by primary key with
 their citation) gives what the SQL-checked lookup the pipeline uses gives, now
-and as of a date, on the inverted-file layout a large store gets. (How the index
-probes fewer lists is tested in test_index.py, its recall in
+and as of a date, on the compressed layout a large store gets. (How the index
+re-ranks fewer candidates is tested in test_index.py, its recall in
 benchmarks/retrieval_scale.py.)"""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from benchmarks import synthstore
@@ -21,7 +22,6 @@ from kbase.embed.base import Embedder, Vectors
 from kbase.hashing import content_hash
 from kbase.index import faiss_index
 from kbase.index.faiss_index import FaissIndex
-from kbase.index.quantiser import N_LISTS
 from kbase.kb import KnowledgeBase
 from kbase.llm.fake import world_llm
 from kbase.store import queries
@@ -29,7 +29,7 @@ from kbase.store.models import Document
 from kbase.vectors import bump_state
 
 FACTS = 1500
-DIM = 384  # the dimension kbase ships a quantiser for
+DIM = 384  # the dimension kbase ships a codebook for
 
 
 class ScatterEmbedder(Embedder):
@@ -48,9 +48,9 @@ class ScatterEmbedder(Embedder):
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KnowledgeBase]:
-    monkeypatch.setattr(faiss_index, "IVF_FROM", 1000)
-    # Every list probed: both lookups are then exact, whatever they widen to.
-    monkeypatch.setattr(faiss_index, "N_PROBE", N_LISTS)
+    monkeypatch.setattr(faiss_index, "COMPRESS_FROM", 1000)
+    # Every candidate re-ranked: both lookups are then exact, whatever they widen to.
+    monkeypatch.setattr(faiss_index, "RERANK", FACTS)
     embedder = ScatterEmbedder()
     model = world_llm()
     kb = KnowledgeBase.open(
@@ -83,12 +83,12 @@ MIDDLE = synthstore.middle_date(FACTS).date()
 DATES = [None, MIDDLE, synthstore.START.date() + timedelta(days=3)]
 
 
-def test_retrieval_agrees_with_the_sql_checked_lookup_on_the_inverted_layout(
+def test_retrieval_agrees_with_the_sql_checked_lookup_on_the_compressed_layout(
     store: KnowledgeBase,
 ) -> None:
     with store.runtime.session() as session:
         index = store.runtime.vectors(session).index
-    assert isinstance(index, FaissIndex) and index.inverted and len(index) == FACTS
+    assert isinstance(index, FaissIndex) and index.compressed and len(index) == FACTS
     for as_of in DATES:
         for question in QUESTIONS:
             hits = store.search(question, k=8, as_of=as_of)
@@ -139,3 +139,25 @@ def test_retrieval_after_another_writer_changed_the_store_asks_sql(
     assert vectors.synced == synced  # not caught up: this answer came from SQL
     assert first.id not in ids and len(ids) == 8
     assert first.id not in [h.id for h in store.search(question, k=8)]
+
+
+def test_a_search_reads_the_state_token_and_the_cited_rows_alone(store: KnowledgeBase) -> None:
+    """Once the store state's validity and the date's seq are cached, a question costs
+    two statements: the state token, and the hits' rows with their citations."""
+    for as_of in (None, MIDDLE):
+        store.search(QUESTIONS[0], k=8, as_of=as_of)
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(store.runtime.engine, "before_cursor_execute", record)
+    try:
+        for as_of in (None, MIDDLE):
+            statements.clear()
+            assert len(store.search(QUESTIONS[2], k=8, as_of=as_of)) == 8
+            assert len(statements) == 2
+            assert "FROM meta" in statements[0]
+            assert "FROM facts JOIN documents" in statements[1]
+    finally:
+        event.remove(store.runtime.engine, "before_cursor_execute", record)

@@ -20,11 +20,11 @@ Vectors are kept in storage order: the order they were added in, less the remove
 ones. :meth:`VectorIndex.ids` and :meth:`VectorIndex.vectors` list them in that
 order, duplicates (which only a tampered file holds) included.
 
-Search is exact, or (an inverted-file layout past a size threshold, see
-:mod:`kbase.index.faiss_index`) the exact best among the vectors in the lists it
-probes, which are chosen by the query and a fixed quantiser alone: either way the
-result is a function of the stored (id, vector) pairs and the query, never of
-the order they were added in beyond the ties noted per implementation.
+Search is exact, or (a compressed layout past a size threshold, see
+:mod:`kbase.index.faiss_index`) the exact best among the candidates that codes
+from a fixed codebook put forward, re-ranked by their exact scores: either way
+the result is a function of the stored (id, vector) pairs and the query, never
+of the order they were added in beyond the ties noted per implementation.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from kbase import prompts
+from kbase.embed.base import Vectors
 from kbase.errors import BadModelOutput
 from kbase.llm.output import parse_json
 from kbase.pipeline import wording
@@ -17,18 +18,30 @@ from kbase.records import Use
 from kbase.reports import Answer, Citation, FactHit
 from kbase.runtime import Runtime
 from kbase.store import queries
+from kbase.store.queries import FactColumns
 from kbase.vectors import Hit
 
 
-def retrieve(rt: Runtime, session: Session, query: str, k: int, as_of: date | None) -> list[Hit]:
+def retrieve(
+    rt: Runtime, session: Session, query: str, k: int, as_of: date | None
+) -> list[Hit[FactColumns]]:
     """The ``k`` facts nearest ``query`` that are current (or valid ``as_of``)."""
-    vectors = rt.vectors(session)
     vector = rt.embedder.embed([query])[0]
     with session.begin():
-        return vectors.retrieve(session, vector, k, as_of=as_of)
+        hits = _retrieve(rt, session, vector, k, as_of)
+    rt.save_caught_up_index(session)
+    return hits
 
 
-def fact_hits(session: Session, hits: list[Hit]) -> list[FactHit]:
+def _retrieve(
+    rt: Runtime, session: Session, vector: Vectors, k: int, as_of: date | None
+) -> list[Hit[FactColumns]]:
+    """Retrieval inside the caller's transaction, the index caught up with it first."""
+    vectors = rt.read_vectors(session)
+    return vectors.retrieve(session, vector, k, as_of=as_of, token=vectors.synced)
+
+
+def fact_hits(session: Session, hits: list[Hit[FactColumns]]) -> list[FactHit]:
     """Retrieved facts with the provenance a user sees."""
     docs = queries.citations_by_pk(
         session, {h.fact.document_pk for h in hits if h.citation is None}
@@ -52,7 +65,7 @@ class _Context:
     sources: list[str]
 
 
-def _context(session: Session, hits: list[Hit]) -> _Context:
+def _context(session: Session, hits: list[Hit[FactColumns]]) -> _Context:
     facts = fact_hits(session, hits)
     lineages = [queries.lineage_documents(session, h.fact) for h in hits]
     texts = queries.document_texts(session, set().union(*lineages))
@@ -72,13 +85,16 @@ def _answers(context: _Context, i: int, question: str, answer: str = "") -> bool
 
 def search(rt: Runtime, query: str, k: int, as_of: date | None) -> list[FactHit]:
     """Retrieval only: the facts nearest ``query`` with their provenance."""
+    vector = rt.embedder.embed([query])[0]
     with rt.session() as session:
-        hits = retrieve(rt, session, query, k, as_of)
+        # One transaction: the state check, the search, the rows and their citations.
         with session.begin():
-            return fact_hits(session, hits)
+            found = fact_hits(session, _retrieve(rt, session, vector, k, as_of))
+        rt.save_caught_up_index(session)
+    return found
 
 
-def _relevant(rt: Runtime, hits: list[Hit]) -> list[Hit]:
+def _relevant(rt: Runtime, hits: list[Hit[FactColumns]]) -> list[Hit[FactColumns]]:
     """The hits close enough to a question to be shown to the model."""
     return [h for h in hits if h.score >= rt.settings.answer_min_score]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
@@ -20,6 +21,26 @@ from kbase.reports import (
     iso_date,
 )
 from kbase.store.models import Document, Evidence, Fact, LLMRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FactColumns:
+    """A fact version's columns as a question's retrieval reads them: plain values,
+    not an ORM row (making one costs more than reading its columns)."""
+
+    id: int
+    text: str
+    lineage_id: int | None
+    document_pk: int
+    valid_from: int
+    valid_until: int | None
+
+    @classmethod
+    def of(cls, fact: Fact) -> FactColumns:
+        """The columns of an ORM row."""
+        return cls(
+            fact.id, fact.text, fact.lineage_id, fact.document_pk, fact.valid_from, fact.valid_until
+        )
 
 
 def find_document(session: Session, doc_id: str) -> Document | None:
@@ -59,7 +80,7 @@ def citations_by_pk(session: Session, pks: set[int]) -> dict[int, Citation]:
         select(
             Document.pk, Document.doc_id, Document.title, Document.url, Document.published
         ).where(Document.pk.in_(pks))
-    ).tuples()
+    )
     return {
         pk: Citation.of(doc_id, title, url, published) for pk, doc_id, title, url, published in rows
     }
@@ -70,10 +91,10 @@ def document_texts(session: Session, pks: set[int]) -> dict[int, str]:
     if not pks:
         return {}
     rows = session.execute(select(Document.pk, Document.text).where(Document.pk.in_(pks)))
-    return {pk: text for pk, text in rows.tuples()}
+    return {pk: text for pk, text in rows}
 
 
-def lineage_documents(session: Session, fact: Fact) -> set[int]:
+def lineage_documents(session: Session, fact: Fact | FactColumns) -> set[int]:
     """Documents whose text went into ``fact``: its creator and every earlier version's."""
     rows = session.execute(
         select(Fact.document_pk).where(Fact.lineage_id == fact.lineage_id, Fact.id <= fact.id)
