@@ -62,7 +62,7 @@ def candidates(
     queries = [chunk, *sentences]
     vectors = ctx.vectors.embed(ctx.session, queries)
     radius = settings.candidate_threshold
-    best: dict[int, Hit] = {}
+    best: dict[int, Hit[Fact]] = {}
     for n, (text, vector) in enumerate(zip(queries, vectors, strict=True)):
         hits = [
             h
