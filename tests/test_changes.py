@@ -70,6 +70,10 @@ NOT_ENDED = [
      "Mei Ling Osei is the chief financial officer of Halvorsen Foods."),
     ("Fiona Reed handed the reins to her deputy Omar Haddad after 15 years as chief executive.",
      "Omar Haddad is the deputy chief executive of Mossbank Brewing."),
+    # Another post of the one replaced.
+    ("Dana Whitlock was sworn in as mayor, succeeding acting mayor Priya Castellanos, who "
+     "returns to her seat as deputy mayor.",
+     "Priya Castellanos is the deputy mayor of Kestrel Falls."),
     # The new value, not the old one.
     ("The county's unemployment rate was 4.9 percent in April, down from 5.8 percent.",
      "The unemployment rate in Lendmoor County is 4.9 percent."),

@@ -258,6 +258,22 @@ def test_an_ended_fact_stays_when_the_model_is_sure_it_still_holds(open_kb: Open
     assert "The CEO of Acme is Bob." in current(kb)
 
 
+def test_a_repeat_of_a_fact_its_article_says_has_ended_closes_it(open_kb: OpenKB) -> None:
+    # The small model read "Fiona Reed is the chief executive" out of "Fiona Reed handed
+    # the reins ... after 15 years as chief executive": kept, that repeat would have
+    # reinforced the stored fact instead of letting the article close it.
+    def extract(request: LLMRequest) -> str:
+        if "stepped down" in request.fields["chunk"]:
+            return json.dumps({"facts": ["The CEO of Acme is Bob.", "Bob stepped down."]})
+        return str(world(request))
+
+    unsure = {"TRUE": math.log(0.7), "FALSE": math.log(0.3)}
+    kb = open_kb(llm=llm_with(extract=extract, verdict=unsure))
+    kb.ingest([BOB, STEPS_DOWN])
+    assert "The CEO of Acme is Bob." not in current(kb)
+    assert "Bob stepped down." in current(kb)  # a fact that reports the change stays
+
+
 def test_a_departure_said_of_the_future_is_no_evidence(open_kb: OpenKB) -> None:
     unsure = {"TRUE": math.log(0.7), "FALSE": math.log(0.3)}
     kb = open_kb(llm=llm_with(extract=only_first_document_facts, verdict=unsure))

@@ -150,6 +150,14 @@ def _near(positions: list[int], start: int, end: int) -> bool:
     return any(start <= p <= end for p in positions)
 
 
+def _post_of(words: list[str], start: int, at: list[int], statement: str) -> bool:
+    """Whether the words between a succession cue and the holder's name, the post that
+    ended ("succeeding acting mayor Priya Castellanos"), are words of the fact: her
+    acting mayoralty ended, not her seat as deputy mayor."""
+    first = min(p for p in at if p >= start)
+    return wording.grounded(" ".join(words[start:first]), statement)
+
+
 def _new_figure(words: list[str], i: int, figures: set[str]) -> bool:
     """Whether a change verb at ``words[i]`` gives a figure a value the fact does not
     state ("was revised to 51.0 million" for a fact of 48.2 million)."""
@@ -189,7 +197,12 @@ def ends(sentence: str, statement: str) -> bool:
             old_value = _at(ws, i, _FROM) if changing else 0
             if departs and before(i):
                 return True
-            if replaces and ws[i + replaces : i + replaces + 1] != ["by"] and after(i + replaces):
+            if (
+                replaces
+                and ws[i + replaces : i + replaces + 1] != ["by"]
+                and after(i + replaces)
+                and _post_of(ws, i + replaces, at, statement)
+            ):
                 return True
             if (old_value and after(i + old_value, 1)) or (figures and _new_figure(ws, i, figures)):
                 return True

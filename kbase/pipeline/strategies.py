@@ -145,8 +145,15 @@ def _duplicate_of(ctx: DocContext, text: str) -> Fact | None:
 
 
 def add_new_facts(ctx: DocContext, chunk_idx: int, texts: Sequence[str]) -> None:
-    """Store new facts; one that repeats a current fact reinforces it instead."""
+    """Store new facts; one that repeats a current fact reinforces it instead, and one
+    that repeats a fact this document has just closed is not stored: the embedded model
+    read "Fiona Reed is the chief executive of Mossbank Brewing" out of "Fiona Reed
+    handed the reins ... after 15 years as chief executive of Mossbank Brewing"."""
+    closed = list(ctx.session.scalars(select(Fact.text).where(Fact.closed_by_pk == ctx.doc.pk)))
     for text in texts:
+        if any(wording.same_statement(text, old) for old in closed):
+            ctx.warn(f"fact {text!r} not stored: this document closed it")
+            continue
         duplicate = _duplicate_of(ctx, text)
         if duplicate is None:
             edits.create_fact(ctx, text, chunk_idx)
@@ -245,9 +252,13 @@ def _pair_rewrites(
     return chosen
 
 
-def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> list[Fact]:
+def _not_restated(
+    ctx: DocContext, facts: list[Fact], new: Sequence[str], ended: set[int]
+) -> list[Fact]:
     """``facts`` less those one of the chunk's new facts says again (add_new_facts
-    reinforces those: they are true, and no verdict is asked)."""
+    reinforces those: they are true, and no verdict is asked), unless a sentence of
+    the article says they have ended (``ended``): then the repeat is the model's
+    misreading, and the fact is judged."""
     if not facts or not new:
         return facts
     stored = ctx.vectors.embed(ctx.session, [f.text for f in facts])
@@ -256,7 +267,8 @@ def _not_restated(ctx: DocContext, facts: list[Fact], new: Sequence[str]) -> lis
     return [
         fact
         for fact, row in zip(facts, close, strict=True)
-        if not any(
+        if fact.id in ended
+        or not any(
             hit and wording.same_statement(fact.text, text)
             for hit, text in zip(row, new, strict=True)
         )
@@ -317,12 +329,12 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
     # A long chunk is far from a fact one of its sentences speaks of ("The Harbour
     # Cinema closed its doors ..."): each sentence is asked too.
     lines = wording.sentences(seen.text) + ([seen.title] if seen.title else [])
-    nearby = _not_restated(ctx, candidates(ctx, seen.text, sentences=lines), new)
+    found = candidates(ctx, seen.text, sentences=lines)
     # Facts a sentence of the article says have ended ("X stepped down", "up from Y"):
     # that sentence is the evidence, and the verdict only vetoes when the model is
     # sure the fact still holds.
-    ended = {f.id for f in nearby if changes.ended_by(seen.text, seen.title, f.text)}
-    facts = _worth_judging(ctx, nearby, new, seen, ended)
+    ended = {f.id for f in found if changes.ended_by(seen.text, seen.title, f.text)}
+    facts = _worth_judging(ctx, _not_restated(ctx, found, new, ended), new, seen, ended)
     if not facts:
         return
     settings = ctx.settings
