@@ -17,9 +17,11 @@ Three strategies share every other part of the pipeline:
   judged only if a verdict could change it: not if a new fact repeats it, and
   not if no new fact could replace it and the article is not about it (names
   less than all of what it names, and has no sentence that is it with one span
-  changed). A fact no new fact replaces is closed on the verdict alone only if
-  the article is about it, and at most ``max_verdict_closures`` of them per
-  document.
+  changed). A fact one of the article's sentences says has ended
+  (:mod:`kbase.pipeline.changes`: "X stepped down", "down from Y") is judged too,
+  and closed unless the model is sure it still holds (``ended_min_confidence``).
+  Any other fact no new fact replaces is closed on the verdict alone only if the
+  article is about it, and at most ``max_verdict_closures`` of them per document.
 
 Guards common to both editing strategies: the model sees a chunk and title less
 what they address to the model (:func:`kbase.pipeline.extract.shown`); candidates
