@@ -9,6 +9,8 @@ from kbase.pipeline.changes import ended_by, ends
 
 ENDED = [
     # The holder, then a departure.
+    ("Kestrel Falls Mayor Martin Oyelaran resigned on Monday, citing his health.",
+     "Martin Oyelaran is the mayor of Kestrel Falls."),
     ("Elaine Brandt stepped down as superintendent of Lendmoor County Schools on Wednesday.",
      "Elaine Brandt is the superintendent of Lendmoor County Schools."),
     ("Councillor Abel Nakamura quit the Kestrel Falls council on Monday, saying a new job "
@@ -89,6 +91,11 @@ NOT_ENDED = [
      "permanent.", "Tomasz Wierzbicki taught mathematics in Kestrel Falls for 12 years."),
     ("Kestrel Falls council trimmed the 2024 budget to 49.6 million euros on Tuesday.",
      "Kestrel Falls council trimmed the 2024 budget to 49.6 million euros."),
+    # A departure said of another name of the sentence.
+    ("Kestrel Falls Mayor Martin Oyelaran resigned on Monday, citing his health.",
+     "Kestrel Falls has about 24,000 residents."),
+    ("Kestrel Falls' Harbour Cinema closed its doors on Sunday.",
+     "Kestrel Falls is the county town of Lendmoor County."),
     # An appointment by the holder is not the holder leaving.
     ("Mayor Dana Whitlock named a new police chief on Tuesday.",
      "Dana Whitlock is the mayor of Kestrel Falls."),

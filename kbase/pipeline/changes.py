@@ -183,11 +183,22 @@ def ends(sentence: str, statement: str) -> bool:
     planned = bool(set(wording.words(statement)) & _PLAN_WORDS)
     temporary = bool(set(wording.words(statement)) & _TEMPORARY_WORDS)
 
-    def before(i: int) -> bool:  # a name or value of the fact just before the cue
-        return _near(at, i - WINDOW - 1, i - 1)
+    # The names of the sentence (not figures), by position: a cue is said of the
+    # nearest one ("Kestrel Falls Mayor Martin Oyelaran resigned" is Oyelaran leaving,
+    # not Kestrel Falls).
+    sentence_names = wording.names(sentence)
+    named = [
+        p for p, w in enumerate(ws) if wording.bare(w) in sentence_names and not w[:1].isdigit()
+    ]
+    fact_at = set(at)
 
-    def after(i: int, reach: int = WINDOW) -> bool:  # ... from the cue's end on
-        return _near(at, i, i + reach)
+    def before(i: int) -> bool:  # the fact's name is the last one just before the cue
+        last = max((p for p in named if i - WINDOW - 1 <= p < i), default=None)
+        return last in fact_at if last is not None else _near(at, i - WINDOW - 1, i - 1)
+
+    def after(i: int, reach: int = WINDOW) -> bool:  # ... the first one from the cue's end
+        first = min((p for p in named if i <= p <= i + reach), default=None)
+        return first in fact_at if first is not None else _near(at, i, i + reach)
 
     for i in range(len(ws)):
         if not _done(ws, i):
@@ -204,11 +215,13 @@ def ends(sentence: str, statement: str) -> bool:
                 and _post_of(ws, i + replaces, at, statement)
             ):
                 return True
-            if (old_value and after(i + old_value, 1)) or (figures and _new_figure(ws, i, figures)):
+            if (old_value and _near(at, i + old_value, i + old_value + 1)) or (
+                figures and _new_figure(ws, i, figures)
+            ):
                 return True
-        confirms = _at(ws, i, _CONFIRMS) if temporary and about else 0
-        if confirms and (before(i) or after(i + confirms)):
-            return True
+            confirms = _at(ws, i, _CONFIRMS) if temporary else 0
+            if confirms and (before(i) or after(i + confirms)):
+                return True
         closes, reopens = _state_cue(ws, i, _CLOSES), _state_cue(ws, i, _REOPENS)
         if ((closes and not closed) or (reopens and closed)) and before(i):
             return True
