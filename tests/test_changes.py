@@ -112,8 +112,9 @@ def test_a_prospect_a_denial_or_another_change_ends_nothing(sentence: str, fact:
     assert not ends(sentence, fact)
 
 
-def test_the_title_is_read_too() -> None:
+def test_the_sentence_that_ends_a_fact_is_found_among_the_lines() -> None:
     fact = "Elaine Brandt is the superintendent of Lendmoor County Schools."
     body = "Teachers praised her for keeping class sizes down."
-    assert ended_by(body, "Elaine Brandt steps down as superintendent", fact) is not None
-    assert ended_by(body, None, fact) is None
+    title = "Elaine Brandt steps down as superintendent"
+    assert ended_by([body, title], fact) == title
+    assert ended_by([body], fact) is None

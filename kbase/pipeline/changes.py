@@ -29,6 +29,8 @@ about something else in another.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kbase.pipeline import wording
 
 #: How many words may stand between a cue and the name it is said of ("Renwick, 63, is
@@ -179,9 +181,10 @@ def ends(sentence: str, statement: str) -> bool:
     about = wording.touches(sentence, statement) or wording.names_most_of(sentence, statement)
     changing = bool(_CHANGE_WORDS & set(ws))
     figures = _figures(statement)
-    closed = bool(set(wording.words(statement)) & _CLOSED_WORDS)
-    planned = bool(set(wording.words(statement)) & _PLAN_WORDS)
-    temporary = bool(set(wording.words(statement)) & _TEMPORARY_WORDS)
+    fact_words = set(wording.words(statement))
+    closed = bool(fact_words & _CLOSED_WORDS)
+    planned = bool(fact_words & _PLAN_WORDS)
+    temporary = bool(fact_words & _TEMPORARY_WORDS)
 
     # The names of the sentence (not figures), by position: a cue is said of the
     # nearest one ("Kestrel Falls Mayor Martin Oyelaran resigned" is Oyelaran leaving,
@@ -231,8 +234,7 @@ def ends(sentence: str, statement: str) -> bool:
     return False
 
 
-def ended_by(article: str, title: str | None, statement: str) -> str | None:
-    """The first sentence of ``article`` (or its title) that :func:`ends`
+def ended_by(lines: Sequence[str], statement: str) -> str | None:
+    """The first of ``lines`` (an article's sentences and title) that :func:`ends`
     ``statement``, if any."""
-    lines = wording.sentences(article) + ([title] if title else [])
     return next((line for line in lines if ends(line, statement)), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from kbase import prompts
 from kbase.llm.output import parse_json
@@ -36,6 +37,11 @@ class Shown:
     @property
     def set_aside(self) -> tuple[str, ...]:
         return self.chunk.set_aside
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The chunk's sentences, then the title: what the guards read one by one."""
+        return wording.sentences(self.chunk.text) + ([self.title] if self.title else [])
 
 
 def shown(ctx: DocContext, chunk: str) -> Shown:

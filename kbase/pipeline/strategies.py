@@ -290,10 +290,9 @@ def _about(seen: Shown, fact: Fact, share: float) -> bool:
     sentences is the fact with one span changed ("The CEO of Acme is vacant")."""
     if wording.names_all_of(seen.about, fact.text):
         return True
-    lines = wording.sentences(seen.text) + ([seen.title] if seen.title else [])
     return any(
         wording.touches(line, fact.text) or wording.swap(fact.text, line).share >= share
-        for line in lines
+        for line in seen.lines
     )
 
 
@@ -330,12 +329,11 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
         return
     # A long chunk is far from a fact one of its sentences speaks of ("The Harbour
     # Cinema closed its doors ..."): each sentence is asked too.
-    lines = wording.sentences(seen.text) + ([seen.title] if seen.title else [])
-    found = candidates(ctx, seen.text, sentences=lines)
+    found = candidates(ctx, seen.text, sentences=seen.lines)
     # Facts a sentence of the article says have ended ("X stepped down", "up from Y"):
     # that sentence is the evidence, and the verdict only vetoes when the model is
     # sure the fact still holds.
-    ended = {f.id for f in found if changes.ended_by(seen.text, seen.title, f.text)}
+    ended = {f.id for f in found if changes.ended_by(seen.lines, f.text)}
     facts = _worth_judging(ctx, _not_restated(ctx, found, new, ended), new, seen, ended)
     if not facts:
         return
