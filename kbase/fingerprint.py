@@ -45,6 +45,7 @@ from kbase.store.models import (
     FewshotState,
     LLMRecord,
     LLMRecordUse,
+    NameLookup,
     Retrieval,
 )
 
@@ -55,6 +56,7 @@ PARTS = (
     "facts",
     "evidence",
     "retrievals",
+    "name_lookups",
     "llm_records",
     "llm_uses",
     "embeddings",
@@ -123,6 +125,8 @@ def describe(session: Session) -> dict[str, list[Row]]:
         )
     for r in session.scalars(select(Retrieval)):
         out["retrievals"].append([doc_id.get(r.document_pk), r.text_hash, repr(r.radius)])
+    for n in session.scalars(select(NameLookup)):
+        out["name_lookups"].append([doc_id.get(n.document_pk), n.name_hash, n.words])
     ingest_keys = select(LLMRecordUse.key).where(LLMRecordUse.role == "ingest")
     for record in session.scalars(select(LLMRecord).where(LLMRecord.key.in_(ingest_keys))):
         response = json.loads(record.response)

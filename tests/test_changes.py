@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbase.pipeline.changes import ended_by, ends
+from kbase.pipeline.changes import Rename, cue_names, ended_by, ends, renamed
 
 ENDED = [
     # The holder, then a departure.
@@ -118,3 +118,40 @@ def test_the_sentence_that_ends_a_fact_is_found_among_the_lines() -> None:
     title = "Elaine Brandt steps down as superintendent"
     assert ended_by([body, title], fact) == title
     assert ended_by([body], fact) is None
+
+
+RENAMES = [
+    ("Quayside Park, home of the Port Wenlow Harriers since 1961, has been renamed the "
+     "Brightline Arena under a ten-year deal with Brightline Ferries.",
+     Rename("Quayside Park", "Brightline Arena")),
+    ("Lendmoor Mutual, the savings bank based in Dunmere, will now be known as Northreach "
+     "Bank, it said on Monday.", Rename("Lendmoor Mutual", "Northreach Bank")),
+    ("Lendmoor Mutual becomes Northreach Bank", Rename("Lendmoor Mutual", "Northreach Bank")),
+]  # fmt: skip
+NOT_RENAMES = [
+    "Priya Castellanos becomes acting mayor of Kestrel Falls.",  # a post, not a name
+    "Quayside Park will be renamed the Brightline Arena next year.",  # not yet
+    "Lendmoor Mutual became a partner of Northreach Bank.",  # the new name must follow
+]
+
+
+@pytest.mark.parametrize(("sentence", "rename"), RENAMES)
+def test_a_rename_is_the_first_name_then_a_rename_cue_then_the_new_name(
+    sentence: str, rename: Rename
+) -> None:
+    assert renamed(sentence) == rename
+
+
+@pytest.mark.parametrize("sentence", NOT_RENAMES)
+def test_what_is_not_a_rename_done(sentence: str) -> None:
+    assert renamed(sentence) is None
+
+
+def test_a_sentence_with_a_change_cue_gives_its_names_of_several_words_to_look_up() -> None:
+    sentence = (
+        "Ivo Stanek was appointed head coach of the Port Wenlow Harriers on Monday, taking "
+        "over from caretaker Kofi Ansah."
+    )
+    assert cue_names(sentence) == ["Ivo Stanek", "Port Wenlow Harriers", "Kofi Ansah"]
+    assert cue_names("Kofi Ansah watched from the stand on Monday.") == []  # no change
+    assert cue_names("Stanek took over from Ansah.") == []  # one word names too much

@@ -269,3 +269,21 @@ def test_several_documents_forgotten_at_once_replay_each_survivor_once(
     assert report.model_calls == llm.calls
     survivors = [CAROL, cfo, cfo_again]
     assert state(kb) == fresh_state(open_kb, tmp_path / "fresh", survivors)
+
+
+def test_forgetting_a_fact_a_later_document_found_by_name_replays_that_document(
+    open_kb: OpenKB, tmp_path: Path
+) -> None:
+    # The rename found the members fact by its name, not by meaning (a radius of 0.99
+    # finds nothing): only the recorded name lookup says the rename must be replayed,
+    # so that its rewrite of the forgotten fact goes too.
+    members = news("d1", "Lendmoor Mutual has about 90,000 members.", day=2)
+    renamed = news("d2", "Lendmoor Mutual will now be known as Northreach Bank.", day=3)
+    kb = open_kb(tmp_path / "kb", candidate_threshold=0.99)
+    kb.ingest([members, renamed])
+    assert "Northreach Bank has about 90,000 members." in {f.text for f in kb.facts()}
+    report = kb.forget(["d1"])
+    assert report.documents_replayed == 1
+    fresh = open_kb(tmp_path / "fresh", candidate_threshold=0.99)
+    fresh.ingest([renamed])
+    assert state(kb) == state(fresh)

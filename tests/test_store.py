@@ -68,6 +68,7 @@ def test_a_store_behind_the_newest_migration_is_brought_up_to_it(
     open_kb(folder).close()
     engine = open_engine(sqlite_url(folder))
     with engine.begin() as connection:
+        connection.execute(text("DROP TABLE name_lookups"))  # what 0005 created
         connection.execute(text("DROP TABLE feeds"))  # what 0004 created
         connection.execute(text("DROP TABLE forgotten_ids"))
         connection.execute(text("UPDATE alembic_version SET version_num = '0003'"))
@@ -76,6 +77,7 @@ def test_a_store_behind_the_newest_migration_is_brought_up_to_it(
     with engine.connect() as connection:
         assert schema_revision(connection) == SCHEMA_HEAD
         assert connection.execute(text("SELECT count(*) FROM feeds")).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM name_lookups")).scalar() == 0
     engine.dispose()
 
 

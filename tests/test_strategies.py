@@ -393,3 +393,75 @@ def test_every_document_records_its_calls_tokens_and_model_time(open_kb: OpenKB)
     assert [d.llm_calls for d in docs] == [1, 2]  # extract; extract and one verdict
     assert all(d.prompt_tokens > 0 and d.completion_tokens > 0 for d in docs)
     assert docs[1].cached_tokens > 0  # prompts share the instructions already computed
+
+
+# -- facts found by name ---------------------------------------------------------------
+
+CARETAKER = news("d1", "Kofi Ansah will take charge as caretaker.", day=1)
+STANEK = news(
+    "d2", "Ivo Stanek was appointed head coach on Monday, taking over from caretaker Kofi Ansah.",
+    day=2,
+)  # fmt: skip
+
+
+def caretaker_only(request: LLMRequest) -> str:
+    """The fake world's extraction for the caretaker article; nothing for later ones."""
+    if "will take charge" in request.fields["chunk"]:
+        return str(world(request))
+    return json.dumps({"facts": []})
+
+
+def test_a_fact_far_in_meaning_is_found_by_the_name_a_change_is_said_of(
+    open_kb: OpenKB,
+) -> None:
+    # No fact is close enough in meaning (a radius of 0.99); the sentence says that
+    # caretaker Kofi Ansah was taken over from, so his fact is looked up by his name.
+    unsure = {"TRUE": math.log(0.7), "FALSE": math.log(0.3)}
+    llm = llm_with(extract=caretaker_only, verdict=unsure)
+    kb = open_kb(llm=llm, candidate_threshold=0.99)
+    kb.ingest([CARETAKER, STANEK])
+    assert ("retired", "Kofi Ansah will take charge as caretaker.") in relations(kb, "d2")
+
+
+def test_a_name_alone_with_no_change_said_of_it_finds_nothing(open_kb: OpenKB) -> None:
+    llm = llm_with(extract=caretaker_only)
+    kb = open_kb(llm=llm, candidate_threshold=0.99)
+    kb.ingest([CARETAKER, news("d2", "Kofi Ansah watched from the stand on Monday.", day=2)])
+    assert "verdict" not in tasks(llm)
+    assert "Kofi Ansah will take charge as caretaker." in current(kb)
+
+
+MEMBERS = news("d1", "Lendmoor Mutual has about 90,000 members across the county.", day=1)
+RENAMED = news(
+    "d2",
+    "Lendmoor Mutual, the savings bank based in Dunmere, will now be known as Northreach "
+    "Bank. Lendmoor Mutual members keep their accounts and cards.",
+    day=2,
+)
+
+
+def test_a_rename_puts_the_new_name_in_every_fact_that_holds_the_old_one(
+    open_kb: OpenKB,
+) -> None:
+    kb = open_kb(candidate_threshold=0.99)
+    kb.ingest([MEMBERS, RENAMED])
+    now = current(kb)
+    assert "Northreach Bank has about 90,000 members across the county." in now
+    assert "Northreach Bank members keep their accounts and cards." in now  # a new fact
+    assert [t for t in now if "Lendmoor Mutual" in t] == [RENAMED_SENTENCE]  # the rename
+    members = next(f for f in kb.facts() if f.text.startswith("Northreach Bank has"))
+    versions = kb.history(members.id)
+    assert [v.text for v in versions] == [MEMBERS.text, members.text]  # as of before: old
+    assert versions[0].close_reason == "rewritten"
+
+
+RENAMED_SENTENCE = (
+    "Lendmoor Mutual, the savings bank based in Dunmere, will now be known as Northreach Bank."
+)
+
+
+def test_a_rename_said_of_the_future_renames_nothing(open_kb: OpenKB) -> None:
+    kb = open_kb(candidate_threshold=0.99)
+    plan = news("d2", "Lendmoor Mutual will be renamed Northreach Bank next year.", day=2)
+    kb.ingest([MEMBERS, plan])
+    assert "Lendmoor Mutual has about 90,000 members across the county." in current(kb)

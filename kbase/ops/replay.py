@@ -22,8 +22,10 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from kbase.fewshot.example import Chosen
+from kbase.hashing import content_hash
 from kbase.pipeline.context import DocContext
 from kbase.pipeline.ingest import process_document
+from kbase.pipeline.wording import word_runs
 from kbase.records import CallStats
 from kbase.reports import DocReport
 from kbase.runtime import Runtime, Write
@@ -35,6 +37,7 @@ from kbase.store.models import (
     Fact,
     LLMRecord,
     LLMRecordUse,
+    NameLookup,
     Retrieval,
 )
 from kbase.vectors import FactVectors
@@ -53,18 +56,52 @@ def first_affected(session: Session, vectors: FactVectors, targets: list[Documen
     without ``targets``, or None if none could."""
     target_pks = {d.pk for d in targets}
     seq_of = {d.pk: d.seq for d in targets}
-    delta: list[tuple[str, int]] = []  # (text hash, seq from which it differs)
+    delta: list[tuple[Fact, int]] = []  # (fact, seq from which it differs)
     for fact in session.scalars(select(Fact).where(Fact.document_pk.in_(target_pks))):
-        delta.append((fact.text_hash, seq_of[fact.document_pk]))
+        delta.append((fact, seq_of[fact.document_pk]))
     for fact in session.scalars(select(Fact).where(Fact.closed_by_pk.in_(target_pks))):
-        delta.append((fact.text_hash, seq_of[fact.closed_by_pk or 0]))
+        delta.append((fact, seq_of[fact.closed_by_pk or 0]))
     if not delta:
         return None
+    hashes = [(f.text_hash, s) for f, s in delta]
+    by_vector = _first_retrieval_hit(session, vectors, target_pks, hashes)
+    by_name = _first_name_hit(session, target_pks, [(f.text, s) for f, s in delta])
+    return min((s for s in (by_vector, by_name) if s is not None), default=None)
+
+
+def _first_name_hit(
+    session: Session, target_pks: set[int], delta: list[tuple[str, int]]
+) -> int | None:
+    """The seq of the first surviving document that looked facts up by a name one of
+    the ``delta`` texts holds, after that text's seq."""
+    rows = session.execute(
+        select(Document.seq, NameLookup.name_hash, NameLookup.words)
+        .join(NameLookup, NameLookup.document_pk == Document.pk)
+        .where(Document.seq > min(s for _, s in delta), Document.pk.notin_(target_pks))
+        .order_by(Document.seq)
+    ).all()
+    if not rows:
+        return None
+    longest = max(n for _, _, n in rows)
+    since: dict[str, int] = {}  # name hash -> the first seq a delta text holds it
+    for text, seq in delta:
+        for run in word_runs(text, longest):
+            key = content_hash(run)
+            since[key] = min(seq, since.get(key, seq))
+    return next((int(s) for s, h, _ in rows if h in since and since[h] < s), None)
+
+
+def _first_retrieval_hit(
+    session: Session, vectors: FactVectors, target_pks: set[int], delta: list[tuple[str, int]]
+) -> int | None:
+    """The seq of the first surviving document with a recorded retrieval whose radius
+    holds one of the ``delta`` texts (by hash), after that text's seq."""
+    seq_of_min = min(s for _, s in delta)
     cached = vectors.cached(session, [h for h, _ in delta])
     rows = session.execute(
         select(Document.seq, Retrieval.text_hash, Retrieval.radius)
         .join(Retrieval, Retrieval.document_pk == Document.pk)
-        .where(Document.seq > min(seq_of.values()), Document.pk.notin_(target_pks))
+        .where(Document.seq > seq_of_min, Document.pk.notin_(target_pks))
         .order_by(Document.seq)
     ).all()
     if not rows:
@@ -101,6 +138,7 @@ def rollback_from(session: Session, cut: int) -> list[int]:
         .values(valid_until=None, closed_by_pk=None, close_reason=None)
     )
     session.execute(delete(Retrieval).where(Retrieval.document_pk.in_(later)))
+    session.execute(delete(NameLookup).where(NameLookup.document_pk.in_(later)))
     session.execute(delete(Chunk).where(Chunk.document_pk.in_(later)))
     session.execute(
         delete(LLMRecordUse).where(

@@ -30,6 +30,7 @@ about something else in another.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from kbase.pipeline import wording
 
@@ -52,9 +53,7 @@ _DEPARTS = _phrases(
     "was succeeded", "has been replaced", "handed the reins", "handed over", "hands over",
     "handed control", "is no longer", "are no longer", "no longer", "signed for",
     "has signed for", "signs for", "was voted out", "lost his seat", "lost her seat",
-    "was renamed", "has been renamed", "is renamed", "will now be known as",
-    "is now known as", "is now called", "changed its name", "was sold", "has been sold",
-    "was taken over",
+    "was sold", "has been sold", "was taken over",
 )
 #: Said before the holder: the holder no longer holds it.
 _REPLACES = _phrases(
@@ -232,6 +231,81 @@ def ends(sentence: str, statement: str) -> bool:
         if calls_off and planned and after(i + calls_off):
             return True
     return False
+
+
+#: Names that are dates: every fact "on Monday" would be looked up.
+_DATES = frozenset({
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "january", "february", "march", "april", "may", "june", "july", "august",
+    "september", "october", "november", "december",
+})  # fmt: skip
+#: Every cue :func:`ends` reads, for :func:`cue_names`.
+_ANY_CUE = (*_DEPARTS, *_REPLACES, *_CONFIRMS, *_CLOSES, *_REOPENS, *_CALLS_OFF)
+
+
+def cue_names(sentence: str) -> list[str]:
+    """The names of ``sentence`` of two words or more (:func:`wording.name_runs`) when
+    it has a cue of change said as done, or a change of a figure ("... to four routes
+    from six"): the names whose stored facts it may end, however far they are in
+    meaning ("taking over from caretaker Kofi Ansah" is 0.24 cosine from "Kofi Ansah
+    will take charge as caretaker"). One word ("Dunmere", "Stanek") names too many
+    things to look facts up by."""
+    ws = wording.words(sentence)
+    changing = bool(_CHANGE_WORDS & set(ws))
+    if any(
+        _done(ws, i) and (_at(ws, i, _ANY_CUE) or (changing and _at(ws, i, _FROM)))
+        for i in range(len(ws))
+    ):
+        return [
+            n
+            for n in wording.name_runs(sentence)
+            if len(n.split()) > 1 and n.casefold() not in _DATES
+        ]
+    return []
+
+
+#: Said between a thing's old name and its new one.
+_RENAMED_AS = _phrases(
+    "has been renamed", "was renamed", "is renamed", "renamed", "will now be known as",
+    "is now known as", "is now called", "changed its name to", "has changed its name to",
+    "becomes", "became", "has become",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A thing's old name and the name it goes by now."""
+
+    old: str
+    new: str
+
+
+def renamed(sentence: str) -> Rename | None:
+    """The rename ``sentence`` reports as done, if any: the sentence's first name,
+    then a rename cue, then the new name ("Quayside Park, home of the Harriers since
+    1961, has been renamed the Brightline Arena"; the headline "Lendmoor Mutual
+    becomes Northreach Bank"). "Becomes" counts only between two names: "Castellanos
+    becomes acting mayor" is no rename."""
+    runs = wording.name_runs(sentence)
+    if len(runs) < 2:
+        return None
+    old = runs[0]
+    start = sentence.find(old) + len(old)
+    rest = sentence[start:].split()
+    folded = [wording.bare(w.strip(",.;:'\"")) for w in rest]
+    for i in range(len(folded)):
+        n = _at(folded, i, _RENAMED_AS)
+        if not n or not _done(folded, i):
+            continue
+        after = " ".join(rest[i + n :])
+        new = next(iter(wording.name_runs(after)), None)
+        lead = wording.words(after)[:2]
+        # The new name must come next ("renamed the Brightline Arena"), not later in
+        # the sentence ("became a partner of Northreach Bank").
+        if new and new != old and wording.name_key(new).split()[0] in lead:
+            return Rename(old, new)
+        return None
+    return None
 
 
 def ended_by(lines: Sequence[str], statement: str) -> str | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from kbase.hashing import content_hash
+from kbase.pipeline import wording
 from kbase.pipeline.context import DocContext
-from kbase.store.models import Evidence, Fact, Retrieval
+from kbase.store.models import Evidence, Fact, NameLookup, Retrieval
 
 
 def _evidence(ctx: DocContext, fact: Fact, relation: str) -> None:
@@ -74,3 +75,12 @@ def note_retrieval(ctx: DocContext, text: str, radius: float) -> None:
     """Record that this document's result depended on every fact within ``radius``
     of ``text``: forgetting another document checks these to skip replays."""
     ctx.session.add(Retrieval(document_pk=ctx.doc.pk, text_hash=content_hash(text), radius=radius))
+
+
+def note_lookup(ctx: DocContext, name: str) -> None:
+    """Record that this document's result depended on every fact that names ``name``
+    (:func:`kbase.pipeline.wording.names_in`)."""
+    key = wording.name_key(name)
+    ctx.session.add(
+        NameLookup(document_pk=ctx.doc.pk, name_hash=content_hash(key), words=len(key.split()))
+    )

@@ -26,5 +26,4 @@ def process_document(ctx: DocContext) -> None:
         if facts is None:
             continue
         # Edits first, against the store as it was; then the chunk's own facts.
-        strategy.edit(ctx, idx, chunk, facts)
-        add_new_facts(ctx, idx, facts)
+        add_new_facts(ctx, idx, strategy.edit(ctx, idx, chunk, facts))

@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 from kbase import prompts
 from kbase.errors import ConfigError
 from kbase.llm.output import parse_json
-from kbase.pipeline import changes, edits, wording
+from kbase.pipeline import changes, edits, named, wording
 from kbase.pipeline.context import DocContext
 from kbase.pipeline.extract import Shown, shown
 from kbase.store.models import Evidence, Fact
@@ -166,18 +166,19 @@ def add_new_facts(ctx: DocContext, chunk_idx: int, texts: Sequence[str]) -> None
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    #: Edits the stored facts for one chunk, given the chunk's extracted facts.
-    edit: Callable[[DocContext, int, str, Sequence[str]], None]
+    #: Edits the stored facts for one chunk, given the chunk's extracted facts, and
+    #: returns the facts to store of them.
+    edit: Callable[[DocContext, int, str, Sequence[str]], Sequence[str]]
 
 
-def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
-    return None
+def _edit_nothing(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> Sequence[str]:
+    return new
 
 
-def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
+def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> Sequence[str]:
     seen = shown(ctx, chunk)
     if not seen.text.strip():
-        return
+        return new
     for fact in candidates(ctx, seen.text, at_least_one=True):
         request = prompts.paper_verdict_request(
             seen.text, fact.text, published=ctx.doc.published, examples=ctx.examples
@@ -189,6 +190,7 @@ def _edit_paper(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
             edits.reinforce(ctx, fact)
         elif verdict == "make_false":
             _apply_false(ctx, fact, seen, chunk_idx)
+    return new
 
 
 def false_probability(scores: dict[str, float]) -> float | None:
@@ -323,20 +325,40 @@ def _closures_so_far(ctx: DocContext) -> int:
     return int(count or 0)
 
 
-def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> None:
+def _rename(ctx: DocContext, seen: Shown, chunk_idx: int, new: Sequence[str]) -> list[str]:
+    """Put the new name of what the article says was renamed into every fact that
+    holds the old one, stored (a new version of each) and new; returns the new."""
+    out = list(new)
+    for line in seen.lines:
+        rename = changes.renamed(line)
+        if rename is None:
+            continue
+        for fact in named.facts_naming(ctx, rename.old):
+            text = named.renamed_text(fact.text, rename)
+            if text is not None and fact.valid_until is None:
+                _replace(ctx, fact, text, chunk_idx)
+        out = [named.renamed_text(text, rename) or text for text in out]
+    return out
+
+
+def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str]) -> Sequence[str]:
     seen = shown(ctx, chunk)
     if not seen.text.strip():
-        return
+        return new
+    new = _rename(ctx, seen, chunk_idx, new)
     # A long chunk is far from a fact one of its sentences speaks of ("The Harbour
-    # Cinema closed its doors ..."): each sentence is asked too.
+    # Cinema closed its doors ..."): each sentence is asked too; and a sentence that
+    # says something ended looks up the facts holding its names, however far.
     found = candidates(ctx, seen.text, sentences=seen.lines)
+    known = {f.id for f in found}
+    found += [f for f in named.ended_by_name(ctx, seen.lines) if f.id not in known]
     # Facts a sentence of the article says have ended ("X stepped down", "up from Y"):
     # that sentence is the evidence, and the verdict only vetoes when the model is
     # sure the fact still holds.
     ended = {f.id for f in found if changes.ended_by(seen.lines, f.text)}
     facts = _worth_judging(ctx, _not_restated(ctx, found, new, ended), new, seen, ended)
     if not facts:
-        return
+        return new
     settings = ctx.settings
     judge = _verdicts_scored if ctx.recorder.supports_logprobs else _verdicts_generated
     judged = [
@@ -370,6 +392,7 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
                   "says what holds instead")  # fmt: skip
             continue
         _apply_false(ctx, fact, seen, chunk_idx)
+    return new
 
 
 #: How new documents edit stored facts, by name: the one registry of strategies.

@@ -101,6 +101,44 @@ def names(text: str) -> set[str]:
     }
 
 
+#: A run of capitalised words in a row, split by nothing but spaces ("Port Wenlow
+#: Harriers"; a comma ends a run).
+_NAME_RUN = re.compile(r"[A-Z][\w'&.-]*(?:[ \t]+[A-Z][\w'&.-]*)*")
+
+
+def name_runs(text: str) -> list[str]:
+    """The names of ``text`` as they are written, several words each where they run
+    together ("Kofi Ansah", "Harbour Cinema"), without a leading article or a
+    possessive 's, in order and without repeats."""
+    out: list[str] = []
+    for run in _NAME_RUN.findall(text):
+        tokens = [t.strip(".'-") for t in run.split()]
+        while tokens and tokens[0].casefold() in _ARTICLES:
+            tokens = tokens[1:]
+        name = " ".join(tokens).removesuffix("'s").strip(".'-")
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def name_key(name: str) -> str:
+    """How :func:`names_in` compares a name: its words, case-folded, without a
+    possessive 's ("Port Wenlow's" is "port wenlow")."""
+    return " ".join(bare(w) for w in words(name))
+
+
+def names_in(text: str, key: str) -> bool:
+    """Whether ``text`` has the words of the name ``key`` (:func:`name_key`) in a row."""
+    return f" {key} " in f" {name_key(text)} "
+
+
+def word_runs(text: str, longest: int) -> set[str]:
+    """Every run of up to ``longest`` words of ``text`` as :func:`name_key` writes it:
+    the keys of all the names :func:`names_in` finds in ``text``."""
+    ws = name_key(text).split()
+    return {" ".join(ws[i : i + n]) for n in range(1, longest + 1) for i in range(len(ws) - n + 1)}
+
+
 def _named_share(wanted: set[str], text: str) -> float:
     """The share of ``wanted`` (case-folded names) that ``text`` names (none wanted: 1)."""
     if not wanted:

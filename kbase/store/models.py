@@ -12,8 +12,9 @@
 - ``llm_records`` are recorded model answers keyed by the hash of the exact
   request; ``llm_record_uses`` says which documents each answer belongs to.
 - ``retrievals`` records every query a document's ingest ran against the store and
-  the radius inside which its result was decided, so forgetting can tell which
-  later documents could have seen a difference.
+  the radius inside which its result was decided, and ``name_lookups`` every name
+  it looked facts up by, so forgetting can tell which later documents could have
+  seen a difference.
 - ``embeddings`` caches vectors by model and text hash.
 - ``feeds`` are the subscriptions ``kb poll`` fetches, with each feed's
   conditional-request validators and the outcome of its last fetch.
@@ -170,6 +171,22 @@ class Retrieval(Base):
     document_pk: Mapped[int] = mapped_column(ForeignKey("documents.pk", ondelete="CASCADE"))
     text_hash: Mapped[str] = mapped_column(String(80))
     radius: Mapped[float] = mapped_column(Float)
+
+
+class NameLookup(Base):
+    """A name a document's ingest looked facts up by: any fact whose words hold the
+    name could have changed the result. The name is kept as a hash
+    (:func:`kbase.hashing.content_hash` of :func:`kbase.pipeline.wording.name_key`),
+    like a retrieval's query text."""
+
+    __tablename__ = "name_lookups"
+    __table_args__ = (Index("ix_name_lookups_document", "document_pk"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.pk", ondelete="CASCADE"))
+    name_hash: Mapped[str] = mapped_column(String(80))
+    #: How many words the name has: the longest run of a fact's words to compare.
+    words: Mapped[int] = mapped_column(Integer)
 
 
 class Embedding(Base):
