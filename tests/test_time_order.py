@@ -29,6 +29,7 @@ from kbase.llm.fake import ScriptedLLM, world_llm
 from kbase.ops import ingest as ingest_op
 from kbase.pipeline.strategies import STRATEGIES
 from kbase.store.models import Document
+from tests.conftest import OpenKB
 
 EXAMPLES = int(os.environ.get("KBASE_TIME_ORDER_EXAMPLES", "30"))
 START = datetime(2024, 1, 1)
@@ -295,3 +296,20 @@ def test_an_updated_article_is_a_new_version_and_does_not_stop_the_batch() -> No
         assert shown.version == 2 and shown.first_ingested_at is not None
         assert fingerprint(kb) == reference("kbase", survivors(kb))
         assert kb.verify(deep=True).ok
+
+
+def test_a_late_article_named_by_a_later_rename_is_renamed_as_in_publication_order(
+    open_kb: OpenKB, tmp_path: Path
+) -> None:
+    # The rename finds facts by name, not by meaning (a radius of 0.99 finds nothing):
+    # the late article's fact is renamed only because the rename's name lookup is
+    # recorded and the rename replayed after the late article is placed before it.
+    members = article("d1", "Lendmoor Mutual has about 90,000 members.", day=2)
+    renamed = article("d2", "Lendmoor Mutual will now be known as Northreach Bank.", day=3)
+    late = open_kb(tmp_path / "late", candidate_threshold=0.99)
+    late.ingest([renamed])
+    late.ingest([members])
+    assert "Northreach Bank has about 90,000 members." in {f.text for f in late.facts()}
+    in_order = open_kb(tmp_path / "in-order", candidate_threshold=0.99)
+    in_order.ingest([members, renamed])
+    assert fingerprint(late) == fingerprint(in_order)
