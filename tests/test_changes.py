@@ -59,6 +59,9 @@ ENDED = [
     ("The Sallow Bridge is back open to traffic.", "The Sallow Bridge remains closed for repairs."),
     ("Ashby Cross council reversed its decision to close the Ferris Lane pool.",
      "The Ferris Lane pool will close at the end of June."),
+    # A fact that names nothing is said of by its subject's noun.
+    ("The Sallow Bridge is back open to traffic, seven months after inspectors found "
+     "cracked bearings.", "The bridge is closed for repairs."),
 ]  # fmt: skip
 
 NOT_ENDED = [
@@ -99,6 +102,10 @@ NOT_ENDED = [
     # An appointment by the holder is not the holder leaving.
     ("Mayor Dana Whitlock named a new police chief on Tuesday.",
      "Dana Whitlock is the mayor of Kestrel Falls."),
+    # ... and not by a noun alone where the change is said of another name.
+    ("The club sacked head coach Declan Fairweather on Monday.",
+     "The club is second from bottom with ten matches left."),
+    ("The Sallow Bridge is back open to traffic.", "The bridge has four lanes."),
 ]  # fmt: skip
 
 

@@ -139,8 +139,14 @@ def _done(words: list[str], i: int) -> bool:
 
 
 def _values(statement: str) -> set[str]:
-    """What a statement names and the figures it states, case-folded."""
-    return wording.names(statement) | {w for w in wording.words(statement) if w in _NUMBER_WORDS}
+    """What a statement names and the figures it states, case-folded; for a statement
+    that names nothing, its subject's noun ("bridge" of "The bridge is closed for
+    repairs", the extraction's wording of "The Sallow Bridge is closed")."""
+    found = wording.names(statement) | {w for w in wording.words(statement) if w in _NUMBER_WORDS}
+    ws = wording.words(statement)
+    if not wording.names(statement) and len(ws) > 1 and ws[0] in ("the", "a", "an"):
+        found.add(ws[1])
+    return found
 
 
 def _figures(statement: str) -> set[str]:

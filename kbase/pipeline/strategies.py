@@ -335,7 +335,7 @@ def _rename(ctx: DocContext, seen: Shown, chunk_idx: int, new: Sequence[str]) ->
             continue
         for fact in named.facts_naming(ctx, rename.old):
             text = named.renamed_text(fact.text, rename)
-            if text is not None and fact.valid_until is None:
+            if text is not None:
                 _replace(ctx, fact, text, chunk_idx)
         out = [named.renamed_text(text, rename) or text for text in out]
     return out
