@@ -162,3 +162,25 @@ def test_a_sentence_with_a_change_cue_gives_its_names_of_several_words_to_look_u
     assert cue_names(sentence) == ["Ivo Stanek", "Port Wenlow Harriers", "Kofi Ansah"]
     assert cue_names("Kofi Ansah watched from the stand on Monday.") == []  # no change
     assert cue_names("Stanek took over from Ansah.") == []  # one word names too much
+
+
+# Seen in the realistic run: facts looked up by a name the cue was not said of.
+NOT_SAID_OF = [
+    ("Whitlock & Sons, the hardware shop on Market Street in Kestrel Falls, will close at "
+     "the end of June after 70 years.", "Sofia Marchetti is the police chief of Kestrel Falls."),
+    ("The Sallow Bridge between Kestrel Falls and Ashby Cross remains closed for repairs.",
+     "Corvane Systems is based in Ashby Cross."),
+    ("Nils Halvorsen was ousted as chief executive of Halvorsen Foods on Wednesday.",
+     "Halvorsen Foods said sales rose 6 percent last year."),
+    ("Corvane Systems moved its headquarters from Ashby Cross to Port Wenlow this week.",
+     "Ashby Cross is a college town."),
+    ("The company would run a free bus from Kestrel Falls for workers without a car.",
+     "The Kestrel Falls Otters won the league final."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sentence", "fact"), NOT_SAID_OF)
+def test_a_cue_is_said_of_its_own_name_not_of_a_place_or_a_namesake(
+    sentence: str, fact: str
+) -> None:
+    assert not ends(sentence, fact)

@@ -109,6 +109,13 @@ _NOT_DONE = frozenset({
     "shall", "can", "cannot", "won't", "wouldn't", "didn't", "doesn't", "refused",
     "rejected", "rumoured", "asked",
 })
+#: Words before a name that make it a place something is in, at or near, or a second
+#: name beside the one a cue is said of.
+_PLACE_WORDS = frozenset({
+    "in", "at", "on", "near", "between", "and", "or", "outside", "across", "around",
+    "into", "through", "for", "with", "from", "to", "by",
+})  # fmt: skip
+_ARTICLES = frozenset({"the", "a", "an"})
 #: Words that open an object: "Acme closed its Leeds plant" is not Acme closing.
 _OBJECT_STARTS = frozenset({"its", "the", "a", "an", "his", "her", "their", "talks", "deal"})
 _NUMBER_WORDS = frozenset({
@@ -175,45 +182,95 @@ def _new_figure(words: list[str], i: int, figures: set[str]) -> bool:
     return bool(new) and not new & figures
 
 
+def _runs(tokens: list[str]) -> list[tuple[int, int]]:
+    """The (first, last) positions of each run of capitalised tokens (articles aside);
+    a possessive ends one ("Kestrel Falls' Harbour Cinema" is two)."""
+    out: list[tuple[int, int]] = []
+    for p, t in enumerate(tokens):
+        if not t[:1].isupper() or t.casefold() in _ARTICLES:
+            continue
+        if out and out[-1][1] == p - 1 and not tokens[p - 1].endswith(("'", "'s")):
+            out[-1] = (out[-1][0], p)
+        else:
+            out.append((p, p))
+    return out
+
+
+def _same_name(words: set[str], statement_names: list[set[str]]) -> bool:
+    """Whether a name of the sentence (its words) is one the statement names, in full
+    or in part ("Renwick" for "Paul Renwick", "Kestrel Falls Mayor Martin Oyelaran" for
+    "Martin Oyelaran"), and not another that shares a word ("Nils Halvorsen" is not
+    "Halvorsen Foods")."""
+    return any(words <= n or n <= words for n in statement_names if words & n)
+
+
 def ends(sentence: str, statement: str) -> bool:
     """Whether ``sentence`` says, in the words news uses for a change, that the
     stored ``statement`` no longer holds (see the module's description)."""
-    ws = wording.words(sentence)
+    tokens = wording.tokens(sentence)
+    ws = [t.casefold().rstrip("'") for t in tokens]
     values = _values(statement)
     at = [i for i, w in enumerate(ws) if wording.bare(w) in values]
     if not at:
         return False
     about = wording.touches(sentence, statement) or wording.names_most_of(sentence, statement)
-    changing = bool(_CHANGE_WORDS & set(ws))
+    # "Falls" of "Kestrel Falls" is no change word; "falls" is.
+    changing = any(
+        w in _CHANGE_WORDS and not t[:1].isupper() for w, t in zip(ws, tokens, strict=True)
+    )
     figures = _figures(statement)
     fact_words = set(wording.words(statement))
     closed = bool(fact_words & _CLOSED_WORDS)
     planned = bool(fact_words & _PLAN_WORDS)
     temporary = bool(fact_words & _TEMPORARY_WORDS)
+    statement_names = [set(wording.name_key(n).split()) for n in wording.name_runs(statement)]
 
-    # The names of the sentence (not figures), by position: a cue is said of the
-    # nearest one ("Kestrel Falls Mayor Martin Oyelaran resigned" is Oyelaran leaving,
-    # not Kestrel Falls).
-    sentence_names = wording.names(sentence)
-    named = [
-        p for p, w in enumerate(ws) if wording.bare(w) in sentence_names and not w[:1].isdigit()
-    ]
+    # The names of the sentence by position: a cue is said of the nearest one
+    # ("Kestrel Falls Mayor Martin Oyelaran resigned" is Oyelaran leaving), and not
+    # of a place it is said to be in or at ("Whitlock & Sons, the hardware shop on
+    # Market Street in Kestrel Falls, will close" is not Kestrel Falls closing).
+    runs = _runs(tokens)
+    named = {p for first, last in runs for p in range(first, last + 1)}
     fact_at = set(at)
 
+    def holds(run: tuple[int, int]) -> bool:  # the run is a name of the statement
+        words = {wording.bare(ws[p]) for p in range(run[0], run[1] + 1)}
+        if not statement_names:  # it names nothing: said of by its subject's noun
+            return bool(fact_at & set(range(run[0], run[1] + 1)))
+        return _same_name(words, statement_names)
+
+    def subject(run: tuple[int, int]) -> bool:
+        return run[0] == 0 or ws[run[0] - 1] not in _PLACE_WORDS
+
+    def figure_near(start: int, end: int) -> bool:
+        return _near([p for p in at if p not in named], start, end)
+
     def before(i: int) -> bool:  # the fact's name is the last one just before the cue
-        last = max((p for p in named if i - WINDOW - 1 <= p < i), default=None)
-        return last in fact_at if last is not None else _near(at, i - WINDOW - 1, i - 1)
+        near = [r for r in runs if i - WINDOW - 1 <= r[1] < i and subject(r)]
+        return holds(near[-1]) if near else figure_near(i - WINDOW - 1, i - 1)
 
     def after(i: int, reach: int = WINDOW) -> bool:  # ... the first one from the cue's end
-        first = min((p for p in named if i <= p <= i + reach), default=None)
-        return first in fact_at if first is not None else _near(at, i, i + reach)
+        near = [r for r in runs if i <= r[0] <= i + reach]
+        return holds(near[0]) if near else figure_near(i, i + reach)
+
+    def old_value(i: int) -> bool:  # "from Ashby Cross": the fact's value, and the
+        # fact names something else the sentence names (Corvane Systems' headquarters,
+        # not "Ashby Cross is a college town")
+        value = next((r for r in runs if r[0] == i), None)
+        if value is None:
+            return i in fact_at and not tokens[i][:1].isupper()  # a figure: "from six"
+        if not holds(value):
+            return False
+        own = {wording.bare(ws[p]) for p in range(value[0], value[1] + 1)}
+        named_too = {wording.bare(ws[p]) for p in named} - own
+        return bool((values - own) & named_too)
 
     for i in range(len(ws)):
         if not _done(ws, i):
             continue
         if about:
             departs, replaces = _at(ws, i, _DEPARTS), _at(ws, i, _REPLACES)
-            old_value = _at(ws, i, _FROM) if changing else 0
+            old = _at(ws, i, _FROM) if changing else 0
             if departs and before(i):
                 return True
             if (
@@ -223,9 +280,9 @@ def ends(sentence: str, statement: str) -> bool:
                 and _post_of(ws, i + replaces, at, statement)
             ):
                 return True
-            if (old_value and _near(at, i + old_value, i + old_value + 1)) or (
-                figures and _new_figure(ws, i, figures)
-            ):
+            if old and (old_value(i + old) or old_value(i + old + 1)):
+                return True
+            if figures and not tokens[i][:1].isupper() and _new_figure(ws, i, figures):
                 return True
             confirms = _at(ws, i, _CONFIRMS) if temporary else 0
             if confirms and (before(i) or after(i + confirms)):

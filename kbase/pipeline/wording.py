@@ -29,6 +29,12 @@ def words(text: str) -> list[str]:
     return [w.strip(".'-") for w in _WORD.findall(text.casefold()) if w.strip(".'-")]
 
 
+def tokens(text: str) -> list[str]:
+    """The words of ``text`` as written: case kept, and a possessive mark ("Falls'",
+    "Wenlow's") too, other surrounding punctuation not."""
+    return [w.strip(".-").lstrip("'") for w in _WORD.findall(text) if w.strip(".'-")]
+
+
 def same_statement(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` say the same in the same words, up to case,
     punctuation, articles and word order ("Acme is based in Leeds" and "acme is
