@@ -189,3 +189,28 @@ def test_an_extraction_answer_with_thousands_of_facts_keeps_the_first_few() -> N
     facts = clean_facts({"facts": [f"Fact number {i} holds." for i in range(50_000)]})
     assert facts is not None and len(facts) == MAX_FACTS_PER_CHUNK
     assert facts[0] == "Fact number 0 holds."
+
+
+def prefers_unknown(request: LLMRequest) -> object:
+    """A model that always says the facts do not tell, with the first choice next."""
+    if request.task == "choice":
+        letters = request.choices or ()
+        return {c: (0.0 if i == len(letters) - 1 else -1.0 - i) for i, c in enumerate(letters)}
+    return world(request)
+
+
+def test_the_facts_overrule_a_model_that_says_they_do_not_tell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(BACKENDS, "unsure", BackendEntry(lambda **_: ScriptedLLM(prefers_unknown)))
+    settings = Settings(embedder="fake", llm="unsure", answer_min_score=0.0)
+    with KnowledgeBase.open(tmp_path / "kb", settings=settings) as kb:
+        kb.ingest([news("d1", MAYOR)])
+        here = "Who is the mayor of Millbrook?"
+        # Its next choice, Helen Ortega, is what a retrieved fact about Millbrook says.
+        assert kb.choose(here, ["Helen Ortega", "Dana Whitlock"], allow_unknown=True) == 0
+        # Its next choice is named by no fact: the model's "unknown" stands.
+        assert kb.choose(here, ["Dana Whitlock", "Helen Ortega"], allow_unknown=True) is None
+        # Nothing retrieved is about Dunmere: unknown, whatever the facts name.
+        elsewhere = "Who is the mayor of Dunmere?"
+        assert kb.choose(elsewhere, ["Helen Ortega", "Dana Whitlock"], allow_unknown=True) is None
