@@ -62,6 +62,7 @@ ENDED = [
     # A fact that names nothing is said of by its subject's noun.
     ("The Sallow Bridge is back open to traffic, seven months after inspectors found "
      "cracked bearings.", "The bridge is closed for repairs."),
+    ("The Sallow Bridge is back open to traffic.", "The bridge has been shut since October."),
 ]  # fmt: skip
 
 NOT_ENDED = [

@@ -151,8 +151,8 @@ def _values(statement: str) -> set[str]:
     repairs", the extraction's wording of "The Sallow Bridge is closed")."""
     found = wording.names(statement) | {w for w in wording.words(statement) if w in _NUMBER_WORDS}
     ws = wording.words(statement)
-    if not wording.names(statement) and len(ws) > 1 and ws[0] in ("the", "a", "an"):
-        found.add(ws[1])
+    if not wording.names(statement) - _DATES and len(ws) > 1 and ws[0] in ("the", "a", "an"):
+        found.add(ws[1])  # "The bridge has been shut since October" names no thing either
     return found
 
 
@@ -223,7 +223,11 @@ def ends(sentence: str, statement: str) -> bool:
     closed = bool(fact_words & _CLOSED_WORDS)
     planned = bool(fact_words & _PLAN_WORDS)
     temporary = bool(fact_words & _TEMPORARY_WORDS)
-    statement_names = [set(wording.name_key(n).split()) for n in wording.name_runs(statement)]
+    statement_names = [
+        set(wording.name_key(n).split())
+        for n in wording.name_runs(statement)
+        if n.casefold() not in _DATES
+    ]
 
     # The names of the sentence by position: a cue is said of the nearest one
     # ("Kestrel Falls Mayor Martin Oyelaran resigned" is Oyelaran leaving), and not
