@@ -19,7 +19,10 @@ Three strategies share every other part of the pipeline:
   less than all of what it names, and has no sentence that is it with one span
   changed). A fact one of the article's sentences says has ended
   (:mod:`kbase.pipeline.changes`: "X stepped down", "down from Y") is judged too,
-  and closed unless the model is sure it still holds (``ended_min_confidence``).
+  and closed unless the model is sure it still holds (``ended_min_confidence``);
+  such a sentence also finds facts by its names, however far in meaning
+  (:mod:`kbase.pipeline.named`), and a rename puts the new name into every fact
+  that holds the old one.
   Any other fact no new fact replaces is closed on the verdict alone only if the
   article is about it, and at most ``max_verdict_closures`` of them per document.
 
