@@ -149,9 +149,9 @@ def _values(statement: str) -> set[str]:
     """What a statement names and the figures it states, case-folded; for a statement
     that names nothing, its subject's noun ("bridge" of "The bridge is closed for
     repairs", the extraction's wording of "The Sallow Bridge is closed")."""
-    found = wording.names(statement) | {w for w in wording.words(statement) if w in _NUMBER_WORDS}
-    ws = wording.words(statement)
-    if not wording.names(statement) - _DATES and len(ws) > 1 and ws[0] in ("the", "a", "an"):
+    names, ws = wording.names(statement), wording.words(statement)
+    found = names | {w for w in ws if w in _NUMBER_WORDS}
+    if not names - _DATES and len(ws) > 1 and ws[0] in _ARTICLES:
         found.add(ws[1])  # "The bridge has been shut since October" names no thing either
     return found
 
@@ -204,6 +204,12 @@ def _same_name(words: set[str], statement_names: list[set[str]]) -> bool:
     return any(words <= n or n <= words for n in statement_names if words & n)
 
 
+def _changing(tokens: list[str]) -> bool:
+    """Whether a sentence (its :func:`wording.tokens`) has a word of change: "falls"
+    is one, "Falls" of Kestrel Falls is not."""
+    return any(t.casefold() in _CHANGE_WORDS and not t[:1].isupper() for t in tokens)
+
+
 def ends(sentence: str, statement: str) -> bool:
     """Whether ``sentence`` says, in the words news uses for a change, that the
     stored ``statement`` no longer holds (see the module's description)."""
@@ -214,10 +220,7 @@ def ends(sentence: str, statement: str) -> bool:
     if not at:
         return False
     about = wording.touches(sentence, statement) or wording.names_most_of(sentence, statement)
-    # "Falls" of "Kestrel Falls" is no change word; "falls" is.
-    changing = any(
-        w in _CHANGE_WORDS and not t[:1].isupper() for w, t in zip(ws, tokens, strict=True)
-    )
+    changing = _changing(tokens)
     figures = _figures(statement)
     fact_words = set(wording.words(statement))
     closed = bool(fact_words & _CLOSED_WORDS)
@@ -317,8 +320,9 @@ def cue_names(sentence: str) -> list[str]:
     meaning ("taking over from caretaker Kofi Ansah" is 0.24 cosine from "Kofi Ansah
     will take charge as caretaker"). One word ("Dunmere", "Stanek") names too many
     things to look facts up by."""
-    ws = wording.words(sentence)
-    changing = bool(_CHANGE_WORDS & set(ws))
+    tokens = wording.tokens(sentence)
+    ws = [t.casefold().rstrip("'") for t in tokens]
+    changing = _changing(tokens)
     if any(
         _done(ws, i) and (_at(ws, i, _ANY_CUE) or (changing and _at(ws, i, _FROM)))
         for i in range(len(ws))

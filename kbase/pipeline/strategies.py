@@ -353,12 +353,14 @@ def _edit_kbase(ctx: DocContext, chunk_idx: int, chunk: str, new: Sequence[str])
     # Cinema closed its doors ..."): each sentence is asked too; and a sentence that
     # says something ended looks up the facts holding its names, however far.
     found = candidates(ctx, seen.text, sentences=seen.lines)
-    known = {f.id for f in found}
-    found += [f for f in named.ended_by_name(ctx, seen.lines) if f.id not in known]
     # Facts a sentence of the article says have ended ("X stepped down", "up from Y"):
     # that sentence is the evidence, and the verdict only vetoes when the model is
-    # sure the fact still holds.
+    # sure the fact still holds. Those found by name are ended already.
     ended = {f.id for f in found if changes.ended_by(seen.lines, f.text)}
+    known = {f.id for f in found}
+    by_name = [f for f in named.ended_by_name(ctx, seen.lines) if f.id not in known]
+    found += by_name
+    ended |= {f.id for f in by_name}
     facts = _worth_judging(ctx, _not_restated(ctx, found, new, ended), new, seen, ended)
     if not facts:
         return new
